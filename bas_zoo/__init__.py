@@ -1,0 +1,10 @@
+"""bas_zoo: Background Activation Suppression on any timm backbone.
+
+Importing the package registers every BAS model with timm.
+"""
+
+__version__ = "0.1.0"
+
+from .defaults import PaperDefaults, paper_defaults
+from .losses import BASLoss
+from .models import BASModel, BASOutput, create_bas_model, normalize_maps
