@@ -234,3 +234,17 @@ def test_create_bas_model_rejects_unsupported_family() -> None:
         bas_zoo.create_bas_model("vit_tiny_patch16_224")
     with pytest.raises(ValueError, match="Unknown timm model"):
         bas_zoo.create_bas_model("not_a_model")
+
+
+def test_selected_class_maps_equal_full_generator() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("bas_resnet18", num_classes=10, head_chs=16).eval()
+    x = torch.randn(3, 3, 64, 64)
+    index = torch.tensor([[1, 7], [0, 9], [4, 4]])
+    with torch.no_grad():
+        attach = model.f1(x)
+        _, fpm = model.forward_maps(x, with_logits=False)
+        selected = model.class_maps(attach, index)  # grouped conv over 2 of 10 filters
+        everything = model.class_maps(attach, torch.arange(10).repeat(3, 1))
+    torch.testing.assert_close(selected, fpm.gather(1, index[:, :, None, None].expand(-1, -1, 8, 8)))
+    torch.testing.assert_close(everything, fpm)

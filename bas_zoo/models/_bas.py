@@ -8,10 +8,12 @@ detached, and batch-statistics BatchNorm whose running-stat updates are discarde
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.func import functional_call
 
@@ -54,7 +56,14 @@ def _frozen_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return functional_call(module, tensors, (x,), strict=True)
 
 
-class BASModel(nn.Module):
+class BASModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="timm",
+    license="apache-2.0",
+    tags=["bas_zoo", "weakly-supervised-object-localization", "image-classification"],
+    paper_url="https://arxiv.org/abs/2112.00580",
+):
     """BAS on a timm backbone.
 
     Args:
@@ -204,28 +213,39 @@ class BASModel(nn.Module):
         logits = self.forward_head(self.f2(attach)) if with_logits else None
         return logits, fpm
 
-    def select_maps(
-        self,
-        fpm: torch.Tensor,
-        logits: torch.Tensor | None,
-        top_k: int | None = None,
-        target: torch.Tensor | None = None,
-        size: tuple[int, int] | None = None,
-    ) -> torch.Tensor:
-        """Mean generator map over the top-k classes (or ``target``), normalized, resized to ``size``."""
-        if target is not None:
-            index = target.view(fpm.shape[0], -1)
+    def class_maps(self, attach: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Generator maps (B, k, H, W) of the classes ``index`` (B, k) only.
+
+        With k well below C, one grouped conv over the selected filters costs k/C of the full
+        generator, which keeps top-k and GT-known localization close to a plain forward.
+        """
+        generator = self._require_generator()
+        b, k = index.shape
+        if 2 * k >= generator.out_channels:
+            fpm = torch.sigmoid(generator(attach))
+            return fpm.gather(1, index[:, :, None, None].expand(-1, -1, *fpm.shape[-2:]))
+        flat = index.reshape(-1)
+        out = F.conv2d(
+            attach.reshape(1, -1, *attach.shape[-2:]),
+            generator.weight[flat],
+            generator.bias[flat] if generator.bias is not None else None,
+            padding=generator.padding,
+            groups=b,
+        )
+        return torch.sigmoid(out.view(b, k, *out.shape[-2:]))
+
+    def forward_localize(
+        self, x: torch.Tensor, top_k: int | None = None, target: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Logits (None when ``target`` is given) and normalized maps at the generator resolution."""
+        attach = self.f1(x)
+        logits = None
+        if target is None:
+            logits = self.forward_head(self.f2(attach))
+            index = logits.topk(min(top_k or self.loc_top_k, logits.shape[1]), dim=1).indices
         else:
-            if logits is None:
-                raise ValueError("select_maps needs logits to pick the top-k classes, or an explicit target.")
-            k = min(top_k or self.loc_top_k, fpm.shape[1])
-            index = logits.topk(k, dim=1).indices
-        maps = fpm.gather(1, index[:, :, None, None].expand(-1, -1, *fpm.shape[-2:])).mean(1)
-        maps = normalize_maps(maps, self.norm_eps)
-        if size is not None and tuple(maps.shape[-2:]) != tuple(size):
-            # Normalize at the generator resolution first, then resize (half-pixel centres, as cv2).
-            maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        return maps
+            index = target.view(x.shape[0], -1)
+        return logits, normalize_maps(self.class_maps(attach, index).mean(1), self.norm_eps)
 
     def localize(
         self, x: torch.Tensor, top_k: int | None = None, target: torch.Tensor | None = None
@@ -233,10 +253,52 @@ class BASModel(nn.Module):
         """Localization maps (B, H, W) in [0, 1] at the input size.
 
         ``target`` (B,) gives GT-known maps; otherwise the mean over the ``top_k`` predicted
-        classes (``top_k >= num_classes`` averages all classes).
+        classes (``top_k >= num_classes`` averages all classes). Maps are normalized at the
+        generator resolution, then resized bilinearly with half-pixel centres (as cv2.resize).
         """
-        logits, fpm = self.forward_maps(x, with_logits=target is None)
-        return self.select_maps(fpm, logits, top_k=top_k, target=target, size=tuple(x.shape[-2:]))
+        _, maps = self.forward_localize(x, top_k=top_k, target=target)
+        return F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone_name}, layout={self.layout}, head_relu={self.head_relu}"
+
+    # ---- Hugging Face Hub: timm's repo layout, implemented in bas_zoo/hub.py ----------------
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Path | str:
+        """config.json + model.safetensors + README.md card; see ``bas_zoo.hub.save_pretrained``."""
+        from .. import hub
+
+        return hub.save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Save and upload in one commit; see ``bas_zoo.hub.push_to_hub``."""
+        from .. import hub
+
+        return hub.push_to_hub(self, repo_id, **kwargs)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        from .. import hub
+
+        return hub.build_model_card(self, *args, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from .. import hub
+
+        hub.save_weights(self, save_directory)
+        hub.save_config(self, save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> BASModel:
+        """Hub id, folder or HF cache -> model built by timm's registry, strictly loaded.
+
+        kwargs: revision, token, cache_dir, local_files_only, force_download, map_location,
+        num_classes; see ``bas_zoo.hub.from_pretrained``.
+        """
+        from .. import hub
+
+        return hub.from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, **kwargs: Any) -> BASModel:
+        from .. import hub
+
+        return hub.from_pretrained(model_id, **kwargs)
