@@ -8,3 +8,4 @@ __version__ = "0.1.0"
 from .defaults import PaperDefaults, paper_defaults
 from .losses import BASLoss
 from .models import BASModel, BASOutput, create_bas_model, normalize_maps
+from . import data
