@@ -10,8 +10,6 @@ anchors pin names on top of that.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +26,9 @@ from bas_zoo.models._official import (
     load_official_checkpoint,
 )
 
+# The official state-dict key lists (copied from the project's shared notes, see its README).
+KEYS_DIR = Path(__file__).resolve().parent / "data" / "official_keys"
 
-def _keys_dir() -> Path | None:
-    candidates = [
-        os.environ.get("BAS_ZOO_OFFICIAL_KEYS", ""),
-        Path(__file__).resolve().parents[1] / "shared" / "official_keys",
-        Path(__file__).resolve().parents[2] / "shared" / "official_keys",
-    ]
-    return next((Path(c) for c in candidates if c and (Path(c) / "vgg16_cvpr.json").is_file()), None)
-
-
-KEYS_DIR = _keys_dir()
-needs_keys = pytest.mark.skipif(
-    KEYS_DIR is None, reason="official key lists not found (set BAS_ZOO_OFFICIAL_KEYS)"
-)
 
 MODELS = {
     "vgg16": "bas_vgg16",
@@ -151,15 +138,6 @@ def assert_loaded(model: torch.nn.Module, official: list[str], sd: dict[str, tor
         assert same, f"{off_key} did not land in {our_key}"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The CPU is shared: with two busy cores, OpenMP spin-waits make a small forward 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @dataclass
 class Case:
     backbone: str
@@ -194,7 +172,6 @@ def meta_models() -> dict[str, bas_zoo.BASModel]:
         return {b: timm.create_model(name, num_classes=200) for b, name in MODELS.items()}
 
 
-@needs_keys
 def test_release_checkpoint_loads_every_tensor(case: Case) -> None:
     assert_loaded(case.model, case.keys, case.sd)
     ours = case.model.state_dict()
@@ -205,7 +182,6 @@ def test_release_checkpoint_loads_every_tensor(case: Case) -> None:
     assert case.model.head_relu == (case.release == "cvpr")
 
 
-@needs_keys
 def test_release_checkpoint_forward(case: Case) -> None:
     model = case.model.eval()
     with torch.no_grad():
@@ -215,7 +191,6 @@ def test_release_checkpoint_forward(case: Case) -> None:
     assert maps.shape == (1, 64, 64) and torch.isfinite(maps).all()
 
 
-@needs_keys
 def test_imagenet_checkpoint_drops_copies(case: Case, tmp_path: Path) -> None:
     """DataParallel/DDP keys and *_copy / erase_branch tensors; cvpr zip file, ijcv wrapped dict."""
     wrapped = imagenet_style(case.sd, case.backbone, head_name(case.keys))
@@ -233,7 +208,6 @@ def test_imagenet_checkpoint_drops_copies(case: Case, tmp_path: Path) -> None:
     assert_loaded(case.model, case.keys, case.sd)
 
 
-@needs_keys
 def test_converter_accounts_for_every_tensor(case: Case, meta_models: dict) -> None:
     model = meta_models[case.backbone]
     out = convert_official_state_dict(case.sd, model)
@@ -249,7 +223,6 @@ def test_converter_accounts_for_every_tensor(case: Case, meta_models: dict) -> N
     assert list(model.state_dict())[len(case.keys) // 2] in str(err.value)
 
 
-@needs_keys
 def test_converter_rejects_other_architectures(case: Case, meta_models: dict) -> None:
     for backbone, model in meta_models.items():
         if backbone == case.backbone:
@@ -260,7 +233,6 @@ def test_converter_rejects_other_architectures(case: Case, meta_models: dict) ->
         assert f"model is {MODELS[backbone]}" in msg and repr(MODELS[case.backbone]) in msg
 
 
-@needs_keys
 def test_converter_rejects_other_class_count(case: Case, meta_models: dict) -> None:
     sd = dict(case.sd)
     for key, value in case.sd.items():
@@ -273,7 +245,6 @@ def test_converter_rejects_other_class_count(case: Case, meta_models: dict) -> N
 # ---- single checks -------------------------------------------------------------------------
 
 
-@needs_keys
 def test_wrong_architecture_through_timm(tmp_path: Path) -> None:
     sd = {k: torch.zeros(()).expand(s) for k, s in key_list("vgg16", "ijcv")}  # tiny on disk
     path = tmp_path / "vgg.pth.tar"
@@ -286,7 +257,6 @@ def test_wrong_architecture_through_timm(tmp_path: Path) -> None:
     assert "'bas_vgg16'" in str(err.value)
 
 
-@needs_keys
 def test_official_checkpoint_into_generic_layout_names_the_layout() -> None:
     sd = {k: torch.zeros(()).expand(s) for k, s in key_list("resnet50", "cvpr")}
     with torch.device("meta"):
