@@ -248,3 +248,20 @@ def test_selected_class_maps_equal_full_generator() -> None:
         everything = model.class_maps(attach, torch.arange(10).repeat(3, 1))
     torch.testing.assert_close(selected, fpm.gather(1, index[:, :, None, None].expand(-1, -1, 8, 8)))
     torch.testing.assert_close(everything, fpm)
+
+
+def test_wsss_network_layout() -> None:
+    with torch.device("meta"):
+        model = timm.create_model("bas_resnet50_wsss")
+        out = model.forward_bas(torch.empty(2, 3, 448, 448), torch.tensor([0, 19]))
+    assert model.num_classes == 20 and model.classifier.bias is None and model.generator.bias is None
+    assert model.classifier.in_channels == 2048 and model.generator.in_channels == 1024
+    assert out.cam.shape == out.fpm.shape == (2, 20, 28, 28)  # output stride 16
+
+
+def test_wsss_foreground_loss_only_trains_the_generator() -> None:
+    torch.manual_seed(0)
+    model = bas_zoo.create_bas_model("resnet10t", num_classes=3, head_chs=0, head_bias=False, multilabel=True)
+    out = model.forward_bas(torch.randn(2, 3, 64, 64), torch.tensor([0, 2]))
+    torch.nn.functional.cross_entropy(out.fg_logits, torch.tensor([0, 2])).backward()
+    assert model.classifier.weight.grad is None and model.generator.weight.grad.abs().sum() > 0

@@ -71,7 +71,10 @@ class BASModel(
         layout: ``paper`` (the BAS papers' per-backbone changes) or ``generic`` (stride-8 attach).
         num_classes: number of classes of both the classifier and the generator.
         head_relu: end the extractor with a ReLU (the conference release's head).
-        head_chs: width of the extractor's two 3x3 convs (1024 in the papers).
+        head_chs: width of the extractor's two 3x3 convs (1024 in the papers); 0 drops the
+            extractor so the 1x1 classifier reads the backbone features (the WSSS network).
+        head_bias: give the classifier and generator convs a bias (the WSSS network has none).
+        multilabel: the WSSS variant: L_frg reads stopgrad(F), so only the generator learns from it.
         loc_top_k / loc_threshold: localization defaults stored with the model for the pipeline.
         pretrained_backbone: start the backbone from timm's ImageNet weights (needs the Hub).
     """
@@ -84,6 +87,8 @@ class BASModel(
         in_chans: int = 3,
         head_relu: bool = False,
         head_chs: int = 1024,
+        head_bias: bool = True,
+        multilabel: bool = False,
         loc_top_k: int = 1,
         loc_threshold: float = 0.1,
         pretrained_backbone: bool = False,
@@ -96,6 +101,8 @@ class BASModel(
         self.in_chans = in_chans
         self.head_relu = head_relu
         self.head_chs = head_chs
+        self.head_bias = head_bias
+        self.multilabel = multilabel
         self.loc_top_k = loc_top_k
         self.loc_threshold = loc_threshold
         # ijcv normalizes maps with a 1e-5 guard in the denominator, cvpr with none.
@@ -123,25 +130,36 @@ class BASModel(
             key, chs, red = shapes[-1]
             self.feature_info.append(dict(num_chs=chs, reduction=red, module=key))
 
-        self.extractor = nn.Sequential(
-            OrderedDict(
-                conv1=nn.Conv2d(self.trunk_chs, head_chs, 3, padding=1),
-                act1=nn.ReLU(inplace=True),
-                conv2=nn.Conv2d(head_chs, head_chs, 3, padding=1),
-                act2=nn.ReLU(inplace=True),
+        if head_chs > 0:
+            self.extractor = nn.Sequential(
+                OrderedDict(
+                    conv1=nn.Conv2d(self.trunk_chs, head_chs, 3, padding=1),
+                    act1=nn.ReLU(inplace=True),
+                    conv2=nn.Conv2d(head_chs, head_chs, 3, padding=1),
+                    act2=nn.ReLU(inplace=True),
+                )
             )
-        )
-        self.num_features = self.head_hidden_size = head_chs
-        self.classifier = nn.Conv2d(head_chs, num_classes, 1) if num_classes > 0 else nn.Identity()
+        else:
+            self.extractor = nn.Sequential()
+        self.num_features = self.head_hidden_size = head_chs or self.trunk_chs
         self.head_act = nn.ReLU() if head_relu else nn.Identity()
-        self.generator = nn.Conv2d(self.attach_chs, num_classes, 3, padding=1) if num_classes > 0 else None
+        self.classifier, self.generator = self._make_class_heads(num_classes)
         self._init_new_layers()
+
+    def _make_class_heads(self, num_classes: int) -> tuple[nn.Module, nn.Conv2d | None]:
+        """The two per-class heads: the 1x1 classifier on F's features and the 3x3 generator on A."""
+        if num_classes <= 0:
+            return nn.Identity(), None
+        classifier = nn.Conv2d(self.num_features, num_classes, 1, bias=self.head_bias)
+        generator = nn.Conv2d(self.attach_chs, num_classes, 3, padding=1, bias=self.head_bias)
+        return classifier, generator
 
     def _init_new_layers(self) -> None:
         for m in [*self.extractor, self.classifier, self.generator]:
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     # ---- timm classifier API -------------------------------------------------------------
     def get_classifier(self) -> nn.Module:
@@ -150,8 +168,7 @@ class BASModel(
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace both class heads (the classifier conv and the per-class generator)."""
         self.num_classes = num_classes
-        self.classifier = nn.Conv2d(self.head_chs, num_classes, 1) if num_classes > 0 else nn.Identity()
-        self.generator = nn.Conv2d(self.attach_chs, num_classes, 3, padding=1) if num_classes > 0 else None
+        self.classifier, self.generator = self._make_class_heads(num_classes)
         self._init_new_layers()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,7 +210,8 @@ class BASModel(
             _frozen_call(self.classifier, _frozen_call(self.extractor, _frozen_call(self.f2, erased)))
         )
         bg_logits = bg_cam.mean((2, 3))
-        fg_logits = (cam * F.adaptive_avg_pool2d(fg_map, cam.shape[-2:])).mean((2, 3))
+        fg_cam = cam.detach() if self.multilabel else cam
+        fg_logits = (fg_cam * F.adaptive_avg_pool2d(fg_map, cam.shape[-2:])).mean((2, 3))
         return BASOutput(
             logits=logits,
             fg_logits=fg_logits,

@@ -42,10 +42,24 @@ def resnet_paper_layout(backbone: str, pretrained_backbone: bool = False, **kwar
     )
 
 
+@register_layout("wsss", "resnet50")
+@register_layout("wsss", "resnet101")
+def resnet_wsss_layout(backbone: str, pretrained_backbone: bool = False, **kwargs) -> Trunk:
+    """The journal's WSSS network: layer3 keeps stride 2, layer4 runs at stride 1 (output stride 16);
+    the generator reads layer3 and f2 is layer4 alone."""
+    model = create_timm_backbone(backbone, pretrained=pretrained_backbone, **kwargs)
+    _set_first_block_stride(model.layer4, 1)
+    stem = ["conv1", "bn1", "act1", "maxpool", "layer1", "layer2", "layer3"]
+    return trunk_from_names(model, stem, ["layer4"], ["act1", "layer1", "layer2", "layer3", "layer4"])
+
+
 default_cfgs = generate_default_cfgs(
     {
         "bas_resnet50.untrained": bas_cfg(first_conv="f1.conv1"),
         "bas_resnet18.untrained": bas_cfg(first_conv="f1.conv1"),
+        "bas_resnet50_wsss.untrained": bas_cfg(
+            first_conv="f1.conv1", num_classes=20, input_size=(3, 448, 448), pool_size=(28, 28)
+        ),
     }
 )
 
@@ -62,3 +76,11 @@ def bas_resnet18(pretrained: bool = False, **kwargs) -> BASModel:
     """BAS ResNet-18 in the paper layout: a small model for quick runs and the synthetic default."""
     args = dict(backbone="resnet18", layout="paper", loc_top_k=1, loc_threshold=0.1)
     return build_bas("bas_resnet18", pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def bas_resnet50_wsss(pretrained: bool = False, **kwargs) -> BASModel:
+    """BAS ResNet-50 for WSSS (journal): 1x1 bias-free classifier on layer4 (2048 -> C), bias-free
+    generator on layer3 (1024 ch), output stride 16, multi-label training; VOC12: 20 classes."""
+    args = dict(backbone="resnet50", layout="wsss", head_chs=0, head_bias=False, multilabel=True, loc_top_k=1)
+    return build_bas("bas_resnet50_wsss", pretrained, **dict(args, **kwargs))
