@@ -26,7 +26,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-__all__ = ["ImageLoadError", "load_rgb", "load_mask", "open_image", "to_rgb"]
+__all__ = ["ImageLoadError", "load_rgb", "load_mask", "open_image", "to_rgb", "image_size"]
 
 ImageSource = str | os.PathLike | bytes | dict | PIL.Image.Image | np.ndarray
 

@@ -77,23 +77,32 @@ def _usage(prefix: str) -> str:
 
 
 def _load_datasets(spec: str, split: str, columns: dict[str, str], cache_dir) -> datasets.Dataset:
-    """A Hub id or local folder through ``datasets``; ``save_to_disk`` folders are read back directly."""
+    """A Hub id or local folder through ``datasets``; ``save_to_disk`` folders are read back directly.
+
+    Only the requested split is loaded from the Hub. Labels that are not a ``ClassLabel`` are encoded
+    from the splits at hand (every split of a saved DatasetDict, else this split): give the source a
+    ClassLabel when other splits may hold other classes.
+    """
     path = Path(spec).expanduser()
     if path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "state.json")):
         loaded = datasets.load_from_disk(str(path))
-    else:
-        try:
-            loaded = datasets.load_dataset(spec, cache_dir=None if cache_dir is None else str(cache_dir))
-        except FileNotFoundError as err:
-            raise DatasetFormatError(
-                f"Dataset {spec!r} not found: not a known prefix ({', '.join(p + ':' for p in LOCAL_PREFIXES)}), "
-                f"not a local folder and not reachable on the Hub ({err})."
-            ) from err
-    if isinstance(loaded, datasets.DatasetDict):
-        if split not in loaded:
-            raise DatasetFormatError(f"Unknown split {split!r} for {spec}; available: {list(loaded)}.")
-        return conform_columns(loaded[split], columns, spec, split, all_splits=loaded)
-    return conform_columns(loaded, columns, spec, split)
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise DatasetFormatError(f"Unknown split {split!r} for {spec}; available: {list(loaded)}.")
+            return conform_columns(loaded[split], columns, spec, split, all_splits=loaded)
+        return conform_columns(loaded, columns, spec, split)
+    try:
+        ds = datasets.load_dataset(spec, split=split, cache_dir=None if cache_dir is None else str(cache_dir))
+    except FileNotFoundError as err:
+        raise DatasetFormatError(
+            f"Dataset {spec!r} not found: not a known prefix ({', '.join(p + ':' for p in LOCAL_PREFIXES)}), "
+            f"not a local folder and not reachable on the Hub ({err})."
+        ) from err
+    except ValueError as err:
+        if "split" in str(err).lower():
+            raise DatasetFormatError(f"Unknown split {split!r} for {spec}: {err}") from err
+        raise
+    return conform_columns(ds, columns, spec, split)
 
 
 def conform_columns(
