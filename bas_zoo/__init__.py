@@ -9,3 +9,4 @@ from .defaults import PaperDefaults, paper_defaults
 from .losses import BASLoss
 from .models import BASModel, BASOutput, create_bas_model, normalize_maps
 from . import data
+from .hub import build_model_card, push_to_hub, save_pretrained
