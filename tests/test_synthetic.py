@@ -51,7 +51,7 @@ def test_cache_is_reused(tmp_path, monkeypatch):
 def test_schema_balance_and_exact_ground_truth(tmp_path):
     ds = load_wsol_dataset("synthetic:size=48,classes=3,per_class=5,seed=3", "val", cache_dir=tmp_path)
     assert list(ds.features) == ["image", "label", "bboxes", "mask", "part_bboxes", "image_id"]
-    assert ds.features["label"].names == ["class_0", "class_1", "class_2"]
+    assert ds.features["label"].names == ["red", "green", "blue"]
     assert np.bincount(ds["label"]).tolist() == [5, 5, 5]
     for row in ds:
         assert row["image"].size == (48, 48) and row["image"].mode == "RGB"
@@ -111,3 +111,8 @@ def test_options_and_errors(tmp_path):
     with pytest.raises(ValueError, match="Unknown split 'dev'"):
         load_wsol_dataset("synthetic:size=32,classes=2,per_class=1", "dev", cache_dir=tmp_path)
     assert SyntheticOptions.from_dict({"multilabel": "1", "clutter": 0}).multilabel is True
+
+
+def test_column_mapping_is_refused_for_local_specs(tmp_path):
+    with pytest.raises(ValueError, match="drop --columns"):
+        load_wsol_dataset("synthetic:size=32", "train", columns="image=img", cache_dir=tmp_path)

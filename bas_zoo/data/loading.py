@@ -44,7 +44,11 @@ def load_wsol_dataset(
     ``cache_dir`` is where generated or slow-to-parse datasets are cached (default ``~/.cache/bas_zoo``;
     for Hub datasets it is passed to ``datasets.load_dataset``).
     """
-    prefix, sep, rest = spec.partition(":")
+    prefix, _, rest = spec.partition(":")
+    if columns and prefix in LOCAL_PREFIXES:
+        raise ValueError(
+            f"A column mapping applies to Hub / datasets folders only, not to {prefix}: specs; drop --columns."
+        )
     if prefix == "synthetic":
         from .synthetic import make_synthetic
 

@@ -57,7 +57,7 @@ from .schema import box_feature, wsol_features
 
 __all__ = ["SyntheticOptions", "make_synthetic", "generate_split", "render_example", "GENERATOR_VERSION"]
 
-GENERATOR_VERSION = 2  # bump whenever the images change: it is part of the cache key
+GENERATOR_VERSION = 3  # bump whenever the images change: it is part of the cache key
 SPLITS = ("train", "val", "test")
 _SHIFT = 4  # OpenCV sub-pixel bits for shape coordinates
 _ONE = 1 << _SHIFT
@@ -132,6 +132,34 @@ class _ClassStyle:
     pattern: int  # 0 solid, 1 dark dot, 2 light dot, 3 dark ring
     period: float  # body stripe period, as a share of the image side
     across: bool  # stripes across (True) or along (False) the body axis
+
+
+_HUE_NAMES = (
+    "red",
+    "orange",
+    "yellow",
+    "lime",
+    "green",
+    "spring",
+    "cyan",
+    "azure",
+    "blue",
+    "violet",
+    "magenta",
+    "rose",
+)
+_PATTERN_NAMES = ("", " dot", " light dot", " ring")
+_SHADE_NAMES = ("", "dark ", "deep ")
+
+
+def class_names(classes: int) -> list[str]:
+    """Readable class names from the head's look, e.g. ``red``, ``cyan dot``, ``dark blue ring``."""
+    n_hue = min(classes, 8)
+    names = []
+    for c in range(classes):
+        hue = _HUE_NAMES[round(((c % n_hue) / n_hue + 0.02) * 12) % 12]
+        names.append(f"{_SHADE_NAMES[c // (n_hue * 4)]}{hue}{_PATTERN_NAMES[(c // n_hue) % 4]}")
+    return names
 
 
 def class_styles(classes: int) -> list[_ClassStyle]:
@@ -385,7 +413,7 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def features(opts: SyntheticOptions) -> datasets.Features:
-    names = [f"class_{c}" for c in range(opts.classes)]
+    names = class_names(opts.classes)
     return wsol_features(
         names, multilabel=opts.multilabel, with_mask=True, extra={"part_bboxes": box_feature()}
     )
