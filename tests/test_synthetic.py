@@ -68,7 +68,7 @@ def test_part_is_small_and_inside_the_object():
     opts = SyntheticOptions(size=64, classes=4, per_class=10)
     ratios = []
     for index in range(20):
-        example = synthetic.render_example(opts, "train", index, index % 4)
+        example = synthetic.render_example(opts, "test", index, index % 4)
         (px0, py0, px1, py1), (ox0, oy0, ox1, oy1) = example["part_bboxes"][0], example["bboxes"][0]
         assert ox0 <= px0 and oy0 <= py0 and px1 <= ox1 and py1 <= oy1
         part_area = (px1 - px0 + 1) * (py1 - py0 + 1) * np.pi / 4  # the head is a disc
@@ -116,3 +116,15 @@ def test_options_and_errors(tmp_path):
 def test_column_mapping_is_refused_for_local_specs(tmp_path):
     with pytest.raises(ValueError, match="drop --columns"):
         load_wsol_dataset("synthetic:size=32", "train", columns="image=img", cache_dir=tmp_path)
+
+
+def test_heads_hidden_in_train_only():
+    opts = SyntheticOptions(size=48, classes=4, per_class=10)
+    train = [synthetic.render_example(opts, "train", i, i % 4) for i in range(60)]
+    test = [synthetic.render_example(opts, "test", i, i % 4) for i in range(60)]
+    hidden = sum(not e["part_bboxes"] for e in train) / len(train)
+    assert 0.15 < hidden < 0.45 and all(e["part_bboxes"] for e in test)
+    for example in train:  # a hidden head is not part of the object
+        assert example["bboxes"] == [[float(v) for v in _bbox(example["mask"] == 1)]]
+    same = SyntheticOptions(size=48, classes=4, per_class=10, part=False)
+    assert not synthetic.render_example(same, "train", 3, 1)["part_bboxes"]
