@@ -10,3 +10,5 @@ from .losses import BASLoss
 from .models import BASModel, BASOutput, create_bas_model, normalize_maps
 from . import data
 from .hub import build_model_card, push_to_hub, save_pretrained
+from .localize import boxes_from_map, mask_from_map, normalize_map
+from . import metrics
