@@ -12,9 +12,10 @@ background score high, so the foreground map must grow to cover it. A test bed t
    object's area, in a saturated class colour with a class pattern (none, dark dot, light dot, ring).
    Nothing else in the image is saturated, so the head alone gives the class almost surely.
 2. A large body with WEAKER but real evidence. The body is an ellipse (15-45 % of the image, random
-   aspect 1.5-2.6, rotation and side of the head) in a muted colour, tinted towards the class colour and
-   striped with a class-specific stripe period and stripe direction relative to the body axis (along or
-   across: both survive horizontal flips). The stripes are faint (``body_contrast``) and jittered, and
+   aspect 1.5-2.6, rotation and side of the head) in a MUTED colour of the class's hue family (the
+   saturated version is the head's) and striped with a class-specific stripe period and stripe
+   direction relative to the body axis (along or across: both survive horizontal flips). The stripes
+   are faint (``body_contrast``) and jittered, and
    with probability ``1 - body_evidence`` (default 0.4) the body wears the pattern of a random class, so
    the body alone predicts the class well above chance (about ``body_evidence + (1 - body_evidence) / C``)
    but clearly worse than the head. Per pixel the body is weak; summed over its area (which is what the
@@ -62,7 +63,7 @@ from .schema import box_feature, wsol_features
 
 __all__ = ["SyntheticOptions", "make_synthetic", "generate_split", "render_example", "GENERATOR_VERSION"]
 
-GENERATOR_VERSION = 4  # bump whenever the images change: it is part of the cache key
+GENERATOR_VERSION = 5  # bump whenever the images change: it is part of the cache key
 SPLITS = ("train", "val", "test")
 _SHIFT = 4  # OpenCV sub-pixel bits for shape coordinates
 _ONE = 1 << _SHIFT
@@ -135,6 +136,7 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _ClassStyle:
+    hue: float  # class hue in [0, 1)
     head_rgb: np.ndarray  # saturated class colour
     pattern: int  # 0 solid, 1 dark dot, 2 light dot, 3 dark ring
     period: float  # body stripe period, as a share of the image side
@@ -176,10 +178,11 @@ def class_styles(classes: int) -> list[_ClassStyle]:
     styles = []
     for c in range(classes):
         shade = c // (n_hue * 4)
-        head = _hsv((c % n_hue) / n_hue + 0.02, 0.95, 1.0 - 0.22 * shade)
+        hue = ((c % n_hue) / n_hue + 0.02) % 1.0
+        head = _hsv(hue, 0.95, 1.0 - 0.22 * shade)
         level = (c // 2) / max(1, n_period - 1)
         period = (3.2 / 64) * (2.4**level)  # 3.2 .. 7.7 px at 64 px
-        styles.append(_ClassStyle(head, (c // n_hue) % 4, period, bool(c % 2)))
+        styles.append(_ClassStyle(hue, head, (c // n_hue) % 4, period, bool(c % 2)))
     return styles
 
 
@@ -293,10 +296,15 @@ def _body(
     style: _ClassStyle,
     opts: SyntheticOptions,
 ) -> None:
-    """Paint a striped, tinted body (class pattern ``style``) into ``image`` where ``mask`` is set."""
+    """Paint a body with the cues of ``style`` into ``image`` where ``mask`` is set.
+
+    Cues: a muted colour of the class hue family (mixed with a random muted colour when
+    ``body_contrast`` < 0.5) and stripes with the class period and direction relative to the body axis.
+    """
     cx, cy, _, _, angle = geom
-    tint = 0.3 * opts.body_contrast
-    colour = (1 - tint) * _muted(rng) + tint * style.head_rgb * 0.75
+    weight = min(1.0, 2.0 * opts.body_contrast)
+    family = _hsv(style.hue + rng.normal(0, 0.03), rng.uniform(0.2, 0.45), rng.uniform(0.35, 0.8))
+    colour = (1 - weight) * _muted(rng) + weight * family
     direction = math.radians(angle) + (math.pi / 2 if style.across else 0.0) + rng.normal(0, math.radians(8))
     period = mask.shape[0] * style.period * math.exp(rng.normal(0, 0.08))
     stripes = (cx, cy, direction, period, rng.uniform(0, 2 * math.pi))
