@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from bas_zoo.metrics import EVALUATE_MODULES, SegMetrics, WSOLMetrics
 from bas_zoo.metrics._boxes import cam_thresholds, threshold_boxes
-from bas_zoo.metrics._pixels import pxap_edges, score_bins
+from bas_zoo.metrics._pixels import pixel_histograms, pxap_edges, score_bins
 
 # ---- references --------------------------------------------------------------------------------
 
@@ -391,6 +391,28 @@ def test_pxap_identical_to_per_image_histograms(interval):
     ious = [(pos_px >= x).sum() / (len(pos_px) + (neg_px >= x).sum()) for x in np.arange(0, 1, interval)]
     assert out["piou"] == pytest.approx(100 * max(ious))
     assert out["best_threshold_piou"] == np.arange(0, 1, interval)[int(np.argmax(ious))]
+
+
+def test_pixel_histograms_generic_path_and_exact_multiples():
+    rng = np.random.default_rng(23)
+    v = rng.random((4, 9, 11)).astype(np.float32)
+    v[0, 0, :6] = [0.0, 0.25, 0.5, 0.75, 1.0, 0.03]
+    cls = rng.integers(0, 3, v.shape).astype(np.uint8)
+    cls[cls == 2] = 255
+
+    def ref(edges):
+        return (np.histogram(v[cls == 1], bins=edges)[0], np.histogram(v[cls == 0], bins=edges)[0])
+
+    # thresholds that are not k / N: guess-and-correct binning + bincount
+    edges = pxap_edges(cam_thresholds(0.03))
+    for got, want in zip(pixel_histograms(v, cls, edges), ref(edges), strict=True):
+        np.testing.assert_array_equal(got, want)
+    # k / N thresholds where an exact score k / N sits just below the edge t_k (float rounding)
+    edges = pxap_edges(cam_thresholds(0.01))
+    edges[50] = np.nextafter(0.5, 1.0)
+    edges[25] = np.nextafter(0.25, 1.0)
+    for got, want in zip(pixel_histograms(v, cls, edges), ref(edges), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_pxap_perfect_and_hand_computed():

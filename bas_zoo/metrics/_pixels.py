@@ -105,11 +105,12 @@ def _histograms_unit(
 
 
 def pixel_histograms(
-    scores: np.ndarray, classes: np.ndarray, edges: np.ndarray
+    scores: np.ndarray, classes: np.ndarray, edges: np.ndarray, unit_range: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histograms (positive, negative) of ``scores`` where ``classes`` is 1 (positive) / 0 (negative).
 
     Any other class value (255 = ignore) is skipped. Identical to summing per-image ``np.histogram``.
+    ``unit_range=True`` promises float32 scores in [0, 1] (normalized maps) and skips checking it.
     """
     scores = np.asarray(scores)
     cls = np.asarray(classes)
@@ -122,9 +123,8 @@ def pixel_histograms(
         n is not None
         and scores.dtype == np.float32
         and scores.size
-        and scores.min() >= 0.0
-        and scores.max() <= 1.0
         and cls.dtype == np.uint8
+        and (unit_range or (scores.min() >= 0.0 and scores.max() <= 1.0))
     ):
         return _histograms_unit(np.ascontiguousarray(scores), cls, edges, n)
     n_bins = len(edges) - 1
