@@ -18,8 +18,8 @@ as histograms over the 256 uint8 levels (``_Certificates``):
 * the same with columns.
 
 The other thresholds (several components, or holes) are traced with OpenCV exactly as the reference
-does, on the foreground's bounding crop, all such thresholds of an image in one ``findContours``
-call on a stacked canvas; boxes and polygon areas then come from the contour points in bulk.
+does, each on its foreground's bounding crop (small images stay in cache); boxes and polygon
+areas then come from all contour points of an image in bulk.
 
 Speed, honestly: contour tracing is the reference's cost and it concentrates on exactly those
 thresholds (on noisy BAS-like maps about half of them, with ~3x the contour points of a single-blob
@@ -129,20 +129,20 @@ def _traced_boxes(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Contours of the levels ``idx`` (cut indices) as the reference traces them.
 
-    Returns boxes (M, 4) in the reference convention, the level index of each box and twice the
-    polygon area of each contour (cv2.contourArea * 2, exact integers), in findContours order within
-    each level.
+    Each level is traced on its own foreground crop (small images stay in cache). Returns boxes
+    (M, 4) in the reference convention, the level index of each box and twice the polygon area of
+    each contour (cv2.contourArea * 2, exact integers), in findContours order within each level.
     """
     h, w = u8.shape
-    ya, yb = int(c.y0[idx].min()), int(c.y1[idx].max()) + 1
-    xa, xb = int(c.x0[idx].min()), int(c.x1[idx].max()) + 1
-    crop = u8[ya:yb, xa:xb]
-    ch, cw = crop.shape
-    # one slab per level, separated by a background row so contours never cross slabs
-    canvas = np.empty((len(idx), ch + 1, cw), dtype=np.uint8)
-    canvas[:, ch] = 0
-    np.greater(crop[None], cuts[idx].astype(np.uint8)[:, None, None], out=canvas[:, :ch].view(bool))
-    contours = cv2.findContours(canvas.reshape(-1, cw), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+    contours: list[np.ndarray] = []
+    per_level = np.zeros(len(idx), dtype=np.int64)
+    for i, k in enumerate(idx):
+        x0, y0 = int(c.x0[k]), int(c.y0[k])
+        crop = u8[y0 : int(c.y1[k]) + 1, x0 : int(c.x1[k]) + 1]
+        binary = cv2.threshold(crop, int(cuts[k]), 255, cv2.THRESH_BINARY)[1]
+        found = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))[0]
+        contours.extend(found)
+        per_level[i] = len(found)
     lens = np.fromiter((len(k) for k in contours), dtype=np.int64, count=len(contours))
     pts = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
     starts = np.zeros(len(lens), dtype=np.int64)
@@ -152,15 +152,12 @@ def _traced_boxes(
     bx1 = np.maximum.reduceat(px, starts)
     by0 = np.minimum.reduceat(py, starts)
     by1 = np.maximum.reduceat(py, starts)
-    slab = by0 // (ch + 1)
-    by0 = by0 - slab * (ch + 1) + ya
-    by1 = by1 - slab * (ch + 1) + ya
-    boxes = np.stack([bx0 + xa, by0, np.minimum(bx1 + 1 + xa, w - 1), np.minimum(by1 + 1, h - 1)], axis=1)
+    boxes = np.stack([bx0, by0, np.minimum(bx1 + 1, w - 1), np.minimum(by1 + 1, h - 1)], axis=1)
     # shoelace over each closed polygon (same sum as cv2.contourArea, kept doubled and integer)
     nxt = np.arange(1, len(px) + 1)
     nxt[starts + lens - 1] = starts
     area2 = np.abs(np.add.reduceat(px * py[nxt] - px[nxt] * py, starts))
-    return boxes, idx[slab], area2
+    return boxes, np.repeat(idx, per_level), area2
 
 
 def threshold_boxes(u8: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

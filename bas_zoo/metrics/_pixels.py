@@ -52,6 +52,22 @@ def score_bins(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx.reshape(np.shape(scores))
 
 
+_PLAN_CACHE: dict[bytes, tuple[int | None, list[tuple[int, np.float32]]]] = {}
+
+
+def _unit_plan(edges: np.ndarray) -> tuple[int | None, list[tuple[int, np.float32]]]:
+    """(N, exact-multiple fix-ups) for these edges, computed once per distinct edge array."""
+    key = np.ascontiguousarray(edges, dtype=np.float64).tobytes()
+    plan = _PLAN_CACHE.get(key)
+    if plan is None:
+        n = _unit_divisor(edges)
+        plan = (n, _exact_fixups(edges, n) if n is not None else [])
+        if len(_PLAN_CACHE) > 32:
+            _PLAN_CACHE.clear()
+        _PLAN_CACHE[key] = plan
+    return plan
+
+
 def _unit_divisor(edges: np.ndarray) -> int | None:
     """N when the thresholds are ``k / N`` (up to float rounding), else None."""
     thresholds = edges[:-3]
@@ -76,7 +92,7 @@ def _exact_fixups(edges: np.ndarray, n: int) -> list[tuple[int, np.float32]]:
 
 
 def _histograms_unit(
-    scores: np.ndarray, classes: np.ndarray, edges: np.ndarray, n: int
+    scores: np.ndarray, classes: np.ndarray, edges: np.ndarray, n: int, fixups: list[tuple[int, np.float32]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fast path: key = floor(v * N) + class block, one calcHist of uint16 keys per chunk."""
     n_bins = len(edges) - 1
@@ -86,7 +102,8 @@ def _histograms_unit(
     block = np.full(256, 2 * n_bins, dtype=np.uint16)  # ignored pixels land in a third block
     block[1], block[0] = 0, n_bins
     counts = np.zeros(3 * n_bins, dtype=np.int64)
-    step = max(1, (1 << 24) // width - 1)  # < 2**24 pixels per calcHist call: float32 counts stay exact
+    # ~256k pixels per step: the four passes stay in cache, and float32 counts stay exact (< 2**24)
+    step = max(1, (1 << 18) // width)
     for r in range(0, len(v), step):
         rows = v[r : r + step]
         key = np.empty(rows.shape, dtype=np.uint16)
@@ -95,7 +112,7 @@ def _histograms_unit(
         np.add(key, cv2.LUT(cls[r : r + step], block), out=key)
         counts += cv2.calcHist([key], [0], None, [3 * n_bins], [0, 3 * n_bins]).ravel().astype(np.int64)
     pos, neg = counts[:n_bins], counts[n_bins : 2 * n_bins]
-    for k, value in _exact_fixups(edges, n):  # rare exact multiples k / N lying below the edge t_k
+    for k, value in fixups:  # rare exact multiples k / N lying below the edge t_k
         hit = v == value
         for hist, c in ((pos, 1), (neg, 0)):
             moved = int(np.count_nonzero(hit & (cls == c)))
@@ -118,7 +135,7 @@ def pixel_histograms(
         raise ValueError(f"classes shape {cls.shape} does not match scores {scores.shape}")
     if cls.dtype == bool:
         cls = cls.view(np.uint8)
-    n = _unit_divisor(edges)
+    n, fixups = _unit_plan(edges)
     if (
         n is not None
         and scores.dtype == np.float32
@@ -126,7 +143,7 @@ def pixel_histograms(
         and cls.dtype == np.uint8
         and (unit_range or (scores.min() >= 0.0 and scores.max() <= 1.0))
     ):
-        return _histograms_unit(np.ascontiguousarray(scores), cls, edges, n)
+        return _histograms_unit(np.ascontiguousarray(scores), cls, edges, n, fixups)
     n_bins = len(edges) - 1
     idx = score_bins(scores, edges).ravel()
     c = cls.ravel()

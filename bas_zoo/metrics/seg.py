@@ -12,6 +12,7 @@ index, GT class, best class) followed by cumulative sums gives every confusion m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ class SegMetrics:
         """Apply ``fn`` (e.g. an all-reduce sum) to the state tensors and keep the results."""
         self.load_state_tensors({k: fn(v) for k, v in self.state_tensors().items()})
 
-    def sync(self, accelerator) -> None:
+    def sync(self, accelerator: Any) -> None:
         """Sum the confusion matrices over the processes of an ``accelerate.Accelerator``."""
         device = accelerator.device
         self.reduce(lambda t: accelerator.reduce(t.to(device), "sum").cpu())

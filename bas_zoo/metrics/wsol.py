@@ -13,6 +13,7 @@ Each metric reproduces the code its published numbers come from:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,7 +122,7 @@ class WSOLMetrics:
         """Apply ``fn`` (e.g. an all-reduce sum) to every state tensor and keep the results."""
         self.load_state_tensors({k: fn(v) for k, v in self.state_tensors().items()})
 
-    def sync(self, accelerator) -> None:
+    def sync(self, accelerator: Any) -> None:
         """Sum the state over the processes of an ``accelerate.Accelerator`` (call on every process)."""
         device = accelerator.device
         self.reduce(lambda t: accelerator.reduce(t.to(device), "sum").cpu())
@@ -223,7 +224,11 @@ class WSOLMetrics:
 
     # ---- compute --------------------------------------------------------------------------------
     def compute(self) -> dict[str, float]:
-        """Metrics in percent (and best thresholds) over everything seen since the last ``reset``."""
+        """Metrics in percent (and best thresholds) over everything seen since the last ``reset``.
+
+        Top-1 / Top-5 Loc and classification accuracies are over the images that came with logits
+        and labels; PxAP / PIoU over those that came with masks; the rest over every image.
+        """
         n = int(self.num_images)
         if n == 0:
             raise RuntimeError("WSOLMetrics.compute() called before any update()")
