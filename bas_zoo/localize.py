@@ -42,23 +42,27 @@ def _float(x: np.ndarray) -> np.ndarray:
 
 
 def normalize_maps(maps: ArrayLike) -> np.ndarray:
-    """Per-map min-max normalization of a batch (..., H, W), reference convention, no Python loop.
+    """Per-map min-max normalization of a batch (..., H, W), reference convention, no pixel loop.
 
     A map with any NaN, or a constant map, becomes zeros (it then has no foreground at any
     threshold), else ``(m - min) / max(m - min)``; computed in float32 unless the input is float64.
+    Maps are processed a few at a time so the passes stay in cache.
     """
     m = _float(_as_numpy(maps))
     if m.ndim < 2:
         raise ValueError(f"maps must have at least 2 dims (..., H, W), got shape {m.shape}")
     flat = m.reshape(-1, m.shape[-2] * m.shape[-1])
-    lo = flat.min(axis=1, keepdims=True)
-    # max(m - lo) == max(m) - lo exactly: float rounding is monotone
-    hi = flat.max(axis=1, keepdims=True) - lo
-    bad = ~(hi > 0)[:, 0]  # NaN propagates through min / max; a constant map has hi == 0
-    out = np.subtract(flat, lo)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out /= hi
-    out[bad] = 0
+    out = np.empty_like(flat)
+    step = max(1, (1 << 18) // max(1, flat.shape[1]))
+    for s in range(0, len(flat), step):
+        part, dst = flat[s : s + step], out[s : s + step]
+        lo = part.min(axis=1, keepdims=True)
+        # max(m - lo) == max(m) - lo exactly: float rounding is monotone
+        hi = part.max(axis=1, keepdims=True) - lo
+        np.subtract(part, lo, out=dst)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dst /= hi
+        dst[~(hi > 0)[:, 0]] = 0  # NaN propagates through min / max; a constant map has hi == 0
     return out.reshape(m.shape)
 
 
