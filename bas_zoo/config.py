@@ -33,6 +33,7 @@ __all__ = [
     "EvalConfig",
     "CheckpointConfig",
     "CardConfig",
+    "SeedConfig",
     "load_config",
     "config_from_dict",
     "apply_overrides",
@@ -58,12 +59,14 @@ class LRMultipliers:
 
 @dataclass
 class ScheduleConfig:
-    """Per-iteration learning-rate schedule: ``step`` (x gamma at each milestone epoch) or ``cosine``."""
+    """Per-iteration learning-rate schedule: ``step`` (x gamma at each milestone epoch), ``cosine`` or
+    ``poly`` ((1 - step / total) ** power, the WSSS recipe)."""
 
-    name: Literal["step", "cosine"] = "step"
+    name: Literal["step", "cosine", "poly"] = "step"
     milestones: list[int] = field(default_factory=list)  # epochs at which step decay multiplies by gamma
     gamma: float = 0.1
     warmup_epochs: float = 0.0  # linear warm-up from 0, in (fractional) epochs
+    power: float = 0.9  # poly: lr x (1 - step / total_steps) ** power (the WSSS recipe)
 
 
 @dataclass
@@ -92,6 +95,16 @@ class LocalizationConfig:
     threshold_from_val: bool = False
     iou_strict: bool = False  # GT-known hit when IoU > 0.5 (cvpr code) instead of >= 0.5
     cam_curve_interval: float = 0.01
+
+
+@dataclass
+class SeedConfig:
+    """WSSS seeds of multi-label models (bas_zoo.wsss): validation mIoU, test mIoU, the grid."""
+
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.5, 1.5, 2.0])
+    flip: bool = True
+    fuse_cam: bool = False  # add the model's own CAM to the BAS seeds
+    bg_thresholds: list[float] = field(default_factory=lambda: [round(0.20 + 0.01 * i, 2) for i in range(25)])
 
 
 @dataclass
@@ -148,6 +161,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     localization: LocalizationConfig = field(default_factory=LocalizationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    seeds: SeedConfig = field(default_factory=SeedConfig)  # multi-label (WSSS) models only
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     card: CardConfig = field(default_factory=CardConfig)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
@@ -171,6 +185,20 @@ class TrainConfig:
             (self.eval.every_epochs >= 1, "eval.every_epochs", "must be >= 1"),
             (self.checkpoint.keep_last >= 1, "checkpoint.keep_last", "must be >= 1"),
             (self.localization.top_k >= 1, "localization.top_k", "must be >= 1"),
+            (
+                bool(self.seeds.scales) and min(self.seeds.scales) > 0,
+                "seeds.scales",
+                "must list positive scales, e.g. [1.0, 0.5, 1.5, 2.0]",
+            ),
+            (
+                bool(self.seeds.bg_thresholds)
+                and all(
+                    b > a
+                    for a, b in zip(self.seeds.bg_thresholds[:-1], self.seeds.bg_thresholds[1:], strict=True)
+                ),
+                "seeds.bg_thresholds",
+                "must be a non-empty increasing list",
+            ),
             (0 <= self.localization.threshold <= 1, "localization.threshold", "must be in [0, 1]"),
         ]
         for ok, key, message in checks:

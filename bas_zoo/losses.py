@@ -91,12 +91,15 @@ def sample_positive(labels: torch.Tensor, generator: torch.Generator | None = No
     return choice.to(labels.device)
 
 
-def multilabel_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-image L_mcls (B,): sum over positive classes c of -log(e^s_c / (e^s_c + sum_neg e^s_n)).
+def multilabel_ce(
+    logits: torch.Tensor, labels: torch.Tensor, reduction: Literal["none", "mean"] = "none"
+) -> torch.Tensor:
+    """L_mcls per image (B,): sum over positive classes c of -log(e^s_c / (e^s_c + sum_neg e^s_n)).
 
     Each positive competes only with the negatives, never with the other positives (the journal's
     WSSS classification loss). An image whose classes are all positive scores 0; one without
     positives scores 0 too. Finite everywhere, gradients included (no -inf reaches logsumexp).
+    ``reduction="mean"`` averages over the images with a positive class (the CAM baseline's loss).
     """
     positive = labels > 0.5
     has_negative = (~positive).any(1, keepdim=True)
@@ -105,6 +108,8 @@ def multilabel_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     negatives = torch.logsumexp(masked, dim=1, keepdim=True)  # log sum_neg e^s_n
     per_class = F.softplus(negatives - logits)  # -log(e^s / (e^s + e^neg))
     per_class = torch.where(has_negative & positive, per_class, torch.zeros_like(per_class))
+    if reduction == "mean":
+        return per_class.sum() / positive.any(1).sum().clamp_min(1)
     return per_class.sum(1)
 
 

@@ -48,11 +48,22 @@ from bas_zoo.data.loading import load_wsol_dataset
 from bas_zoo.data.transforms import collate, eval_transform, train_transform, with_transform
 from bas_zoo.evaluation import GridColumn, evaluate_wsol, metrics_markdown, save_grid
 from bas_zoo.hub import save_pretrained
+from bas_zoo.losses import BASMultiLabelLoss, multilabel_ce, sample_positive
+from bas_zoo.wsss import SeedColumn, evaluate_seeds, save_seed_grid
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "hub_configs" / "synthetic" / "bas_resnet18.yaml"
 COLOURS = {"bas": (255, 40, 40), "cam": (40, 120, 255)}
 # Metrics printed in the BAS-vs-CAM summary (all of them go to metrics.json).
-SUMMARY_KEYS = ("gt_known_loc", "top1_loc", "maxboxacc_v2", "maxboxacc_v1", "pxap", "piou", "top1_cls")
+SUMMARY_KEYS = (
+    "miou",
+    "gt_known_loc",
+    "top1_loc",
+    "maxboxacc_v2",
+    "maxboxacc_v1",
+    "pxap",
+    "piou",
+    "top1_cls",
+)
 
 
 # ------------------------------------------------------------------------------------ data order
@@ -107,7 +118,14 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model, self.method, self.criterion = model, method, criterion
 
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor, label_vector: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        if label_vector is not None:  # multi-label (WSSS): labels holds each image's drawn positive class
+            if self.method == "cam":
+                cls = multilabel_ce(self.model(pixel_values), label_vector, reduction="mean")
+                return {"loss": cls, "cls": cls}
+            return self.criterion(self.model.forward_bas(pixel_values, target=labels), label_vector, labels)
         if self.method == "cam":
             cls = F.cross_entropy(self.model(pixel_values), labels)
             return {"loss": cls, "cls": cls}
@@ -147,6 +165,8 @@ def lr_factor(config: TrainConfig, steps_per_epoch: int):
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if schedule.name == "poly":
+            return (1.0 - min(step, total) / total) ** schedule.power
         if schedule.name == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
         epoch = step // steps_per_epoch
@@ -255,7 +275,10 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
         model.generator.requires_grad_(False)
     if config.sync_batchnorm and accelerator.num_processes > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    criterion = bas_zoo.BASLoss(**vars(config.loss))
+    multilabel = bool(getattr(model, "multilabel", False))  # WSSS: multi-hot labels, seeds, mIoU
+    if multilabel and "labels" not in train_data.dataset.column_names:
+        raise ConfigError(f"{config.model} is multi-label but {config.dataset} has no 'labels' column.")
+    criterion = (BASMultiLabelLoss if multilabel else bas_zoo.BASLoss)(**vars(config.loss))
     optimizer = torch.optim.SGD(
         parameter_groups(model, config),
         lr=config.lr,
@@ -313,7 +336,11 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
         window, window_start, window_steps = np.zeros(0), time.perf_counter(), 0
         for batch_index, batch in enumerate(loader, start=skip):
             with accelerator.accumulate(step_module):
-                terms = step_module(batch["pixel_values"], batch["labels"])
+                labels, label_vector = batch["labels"], batch.get("label_vector") if multilabel else None
+                if multilabel:  # one positive class per image, drawn from (seed, epoch, batch, process)
+                    seed = _seed_of(config.seed, epoch, batch_index, accelerator.process_index)
+                    labels = sample_positive(label_vector, torch.Generator().manual_seed(seed))
+                terms = step_module(batch["pixel_values"], labels, label_vector)
                 values = check_finite(terms, state["step"], epoch, batch_index)
                 accelerator.backward(terms["loss"])
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
@@ -369,7 +396,9 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
     model = accelerator.unwrap_model(step_module).model
     model.load_state_dict(load_file(str(best_path)))
     threshold = config.localization.threshold
-    if config.localization.threshold_from_val:
+    if multilabel:  # the seeds' background threshold: the best of the sweep on val
+        threshold = float(state["best"]["best_bg_threshold"])
+    elif config.localization.threshold_from_val:
         threshold = float(state["best"]["best_threshold_v1"])
     test = evaluate(model, test_data, config, method, accelerator, desc=f"{method} test", threshold=threshold)
     result = {"test": test, "val": state["best"], "best_epoch": state["best_epoch"], "threshold": threshold}
@@ -418,6 +447,23 @@ def evaluate(
     threshold: float | None = None,
 ) -> dict[str, float]:
     loc = config.localization
+    if getattr(model, "multilabel", False):  # seed mIoU over the background-threshold sweep
+        seeds = config.seeds
+        return evaluate_seeds(
+            model,
+            data,
+            method=method,
+            scales=seeds.scales,
+            flip=seeds.flip,
+            fuse_cam=seeds.fuse_cam and method == "bas",
+            bg_thresholds=seeds.bg_thresholds,
+            bg_threshold=threshold,
+            class_names=data.features["label"].names,
+            batch_size=config.eval.batch_size,
+            num_workers=config.num_workers,
+            accelerator=accelerator,
+            desc=desc,
+        )
     return evaluate_wsol(
         model,
         data,
@@ -436,6 +482,21 @@ def evaluate(
 
 def grid(path: Path, data, config: TrainConfig, columns: list[GridColumn], accelerator: Accelerator) -> None:
     loc = config.localization
+    if getattr(columns[0].model, "multilabel", False):  # image / ground truth / seed masks
+        seeds = [
+            SeedColumn(c.title, c.model, c.method, c.threshold, config.seeds.fuse_cam and c.method == "bas")
+            for c in columns
+        ]
+        save_seed_grid(
+            path,
+            data,
+            seeds,
+            config.eval.grid_images,
+            config.seeds.scales,
+            config.seeds.flip,
+            accelerator.device,
+        )
+        return
     save_grid(
         path,
         data,
