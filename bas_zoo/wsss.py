@@ -18,11 +18,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 import PIL.Image
+import PIL.ImageDraw
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -47,6 +50,8 @@ __all__ = [
     "voc_palette",
     "save_palette_png",
     "colorize",
+    "SeedColumn",
+    "save_seed_grid",
 ]
 
 Source = Literal["bas", "cam"]
@@ -313,3 +318,70 @@ def denormalize(pixel_values: torch.Tensor) -> np.ndarray:
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     image = (pixel_values.detach().cpu().float() * std + mean).clamp(0, 1)
     return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@dataclass
+class SeedColumn:
+    """One seed maker shown in :func:`save_seed_grid`: a model, its map source and its threshold."""
+
+    title: str
+    model: BASModel
+    method: Source
+    bg_threshold: float
+    fuse_cam: bool = False
+
+
+@torch.no_grad()
+def save_seed_grid(
+    path: str | os.PathLike,
+    dataset: Dataset,
+    columns: Sequence[SeedColumn],
+    num_images: int = 6,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    flip: bool = True,
+    device: torch.device | str = "cpu",
+    cell: int = 128,
+    alpha: float = 0.6,
+) -> Path:
+    """PNG grid, one row per image: the image, its ground truth, then each column's seed mask, masks
+    drawn in the VOC palette over the image. Seeds are made exactly as :func:`evaluate_seeds` makes them."""
+    items = [dataset[i] for i in range(min(num_images, len(dataset)))]
+    batch = collate(items)
+    pixel_values = batch["pixel_values"].to(device)
+    present = batch["label_vector"].to(device)
+    seeds = []
+    for column in columns:
+        was_training = column.model.training
+        column.model.eval()
+        scores = seed_scores(
+            column.model, pixel_values, present, column.method, scales, flip, column.fuse_cam
+        )
+        column.model.train(was_training)
+        seeds.append(seeds_to_mask(scores, column.bg_threshold).cpu().numpy())
+    header = 18
+    titles = ["image", "ground truth"] + [f"{c.title} (bg {c.bg_threshold:.2f})" for c in columns]
+    canvas = PIL.Image.new("RGB", (cell * len(titles), header + cell * len(items)), "white")
+    draw = PIL.ImageDraw.Draw(canvas)
+    for j, title in enumerate(titles):
+        draw.text((j * cell + 4, 3), title, fill=(0, 0, 0))
+    for i, item in enumerate(items):
+        image = denormalize(item["pixel_values"])
+        gt = item["masks"].numpy()
+        panels = [image] + [_blend(image, m, alpha) for m in [gt, *(s[i] for s in seeds)]]
+        row = np.concatenate(
+            [cv2.resize(p, (cell, cell), interpolation=cv2.INTER_NEAREST) for p in panels], 1
+        )
+        canvas.paste(PIL.Image.fromarray(row), (0, header + i * cell))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    canvas.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def _blend(image: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+    """Label colours over the image where the mask is not background (ignore, 255, in its palette colour)."""
+    colour = colorize(mask).astype(np.float32)
+    fg = (np.asarray(mask) > 0)[..., None]
+    return np.where(fg, (1 - alpha) * image + alpha * colour, image).round().astype(np.uint8)
