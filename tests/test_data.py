@@ -610,7 +610,11 @@ def test_collate_fills_missing_masks():
 def test_hub_local_data_files_unknown_split(tmp_path):
     folder = tmp_path / "parquet"
     folder.mkdir()
-    ds = _hub_like()["train"].flatten().rename_columns({"img": "image", "objects.bbox": "bboxes", "species": "label"})
+    ds = (
+        _hub_like()["train"]
+        .flatten()
+        .rename_columns({"img": "image", "objects.bbox": "bboxes", "species": "label"})
+    )
     ds.to_parquet(str(folder / "train-00000.parquet"))
     with pytest.raises(DatasetFormatError, match="Unknown split 'test'"):
         load_wsol_dataset(str(folder), "test", cache_dir=tmp_path / "hf")
