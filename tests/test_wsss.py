@@ -321,3 +321,31 @@ def test_pseudo_masks_end_to_end_and_resume(voc_root, tmp_path, pseudo_masks, mo
     assert again["masks_written"] == 1 and again["seed_metrics"]["miou"] == metrics["miou"]
     with pytest.raises(SystemExit, match="other settings"):
         pseudo_masks.main([*argv[:-1]])  # without --fuse-cam into the same folder
+
+
+# ---------------------------------------------------------------------------------------- training
+def test_train_py_multilabel_path_selects_on_seed_miou(tmp_path, monkeypatch):
+    """train.py on synthetic multi-label data: BASMultiLabelLoss, seed mIoU on val, exported model."""
+    monkeypatch.setenv("BAS_ZOO_CACHE", str(tmp_path / "cache"))
+    sys.path.insert(0, str(ROOT / "train"))
+    try:
+        import train
+    finally:
+        sys.path.remove(str(ROOT / "train"))
+    model_args = (
+        "{backbone: resnet18, layout: wsss, head_chs: 0, head_bias: false, multilabel: true, "
+        "backbone_args: {channels: [8, 16, 32, 64], stem_width: 8}}"
+    )
+    out = tmp_path / "run"
+    argv = ["--output-dir", str(out), "dataset=synthetic:size=32,classes=3,per_class=4,multilabel=1",
+            "model=bas_generic", f"model_args={model_args}", "image_size=32", "resize_size=32", "epochs=1",
+            "batch_size=4", "method=bas", "eval.metric=miou", "eval.grid_images=2", "seeds.scales=[1.0]",
+            "schedule={name: poly, power: 0.9}", "loss={alpha: 0.2, beta: 1.2}", "num_workers=0"]  # fmt: skip
+    result = train.main(argv)["bas"]
+    assert 0 <= result["test"]["miou"] <= 100 and "miou_fixed" in result["test"]
+    assert result["threshold"] == result["val"]["best_bg_threshold"]  # the seeds' threshold comes from val
+    history = json.loads((out / "history.json").read_text())
+    assert history["history"][0]["miou"] == pytest.approx(result["val"]["miou"])
+    assert (out / "grid.png").is_file()
+    model = bas_zoo.BASModel.from_pretrained(out / "model")
+    assert model.multilabel and model.loc_threshold == pytest.approx(result["threshold"])
