@@ -13,3 +13,4 @@ from .hub import build_model_card, push_to_hub, save_pretrained
 from .localize import boxes_from_map, mask_from_map, normalize_map
 from . import metrics
 from . import wsss
+from .pipeline import LocalizationPipeline, overlay, pipeline
