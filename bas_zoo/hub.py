@@ -580,7 +580,7 @@ Boxes, masks and overlays on your own images with the pipeline (or `bas-zoo loca
 ```python
 import bas_zoo
 pipe = bas_zoo.pipeline("{repo_id}")
-result = pipe("photo.jpg")[0]           # label, score, map, boxes, mask
+result = pipe("photo.jpg")              # label, score, map, boxes, mask
 bas_zoo.overlay("photo.jpg", result).save("overlay.png")
 ```
 """
