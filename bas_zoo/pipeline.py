@@ -35,6 +35,7 @@ import timm
 import torch
 from torch import nn
 
+from . import wsss
 from .data import ImageLoadError, load_rgb
 from .localize import boxes_from_map, mask_from_map
 from .models import BASModel, normalize_maps
@@ -247,12 +248,23 @@ class LocalizationPipeline:
         batch_size: int = 8,
         target: int | Sequence[int] | None = None,
         mode: str | None = None,
+        segment: bool = False,
+        scales: Sequence[float] = (1.0, 0.5, 1.5, 2.0),
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Localize one image (returns a dict) or a list of images (returns a list of dicts).
 
         ``target`` forces the class (one int for all images, or one per image); ``mode`` overrides the
-        pipeline's ``largest`` / ``all`` for this call.
+        pipeline's ``largest`` / ``all`` for this call. ``segment=True`` (multi-label WSSS models) adds
+        ``segments`` (per present class: ``label``, ``label_id``, ``score``, ``mask``) and
+        ``segmentation`` (H x W uint8, 0 background, c + 1 class c) from the seeds at ``scales`` +
+        flips, background threshold = the pipeline's threshold (bas_zoo.wsss.segment); the classes
+        are predicted, or ``target``'s.
         """
+        if segment and not getattr(self.model, "multilabel", False):
+            raise ValueError(
+                "segment=True needs a multi-label (WSSS) model, e.g. bas_resnet50_wsss trained on VOC; "
+                "this model is single-label: use mask / boxes instead."
+            )
         single = not isinstance(images, (list, tuple))
         items: list[ImageInput] = [images] if single else list(images)  # type: ignore[list-item]
         if mode is not None:
@@ -266,10 +278,33 @@ class LocalizationPipeline:
             inputs = self.preprocess(chunk, start=start)
             chunk_target = None if targets is None else [targets[start + k] for k in inputs["index"]]
             outputs = self.forward(inputs, target=chunk_target)
-            results.extend(self.postprocess(outputs, mode=mode))
+            chunk_results = self.postprocess(outputs, mode=mode)
+            if segment and inputs["pixel_values"] is not None:
+                self._add_segments(inputs, chunk_target, chunk_results, scales)
+            results.extend(chunk_results)
         return results[0] if single else results
 
     # ---- helpers ------------------------------------------------------------------------------
+    def _add_segments(
+        self, inputs: dict[str, Any], target: list[int] | None, results: list[dict], scales: Sequence[float]
+    ) -> None:
+        """Per-class masks of the loaded images, written into their result dicts (errors untouched)."""
+        present = None
+        if target is not None:
+            present = torch.zeros(len(target), self.model.num_classes, device=self.device)
+            present[torch.arange(len(target)), torch.as_tensor(target)] = 1.0
+        with torch.inference_mode():
+            segs = wsss.segment(
+                self.model, inputs["pixel_values"], inputs["sizes"], present, self.threshold, scales
+            )
+        slots = [r for r in results if "error" not in r]
+        for result, seg in zip(slots, segs, strict=True):
+            result["segmentation"] = seg["segmentation"]
+            result["segments"] = [
+                {"label": self._name(c), "label_id": c, "score": float(p), "mask": m}
+                for c, p, m in zip(seg["classes"], seg["scores"], seg["masks"], strict=True)
+            ]
+
     def _name(self, label_id: int) -> str:
         if self.label_names is not None and 0 <= label_id < len(self.label_names):
             return str(self.label_names[label_id])

@@ -46,6 +46,8 @@ __all__ = [
     "seed_scores",
     "seeds_to_mask",
     "predict_present",
+    "class_probabilities",
+    "segment",
     "evaluate_seeds",
     "voc_palette",
     "save_palette_png",
@@ -191,6 +193,58 @@ def predict_present(logits: torch.Tensor) -> torch.Tensor:
     keep = beats.long().cumprod(1).bool()
     keep[:, 0] = True
     return torch.zeros_like(keep).scatter(1, order, keep)
+
+
+def class_probabilities(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """(B, C) probability of each class against the classes NOT present, the quantity L_mcls trains:
+    e^s_c / (e^s_c + sum over absent n of e^s_n) (1 when every class is present)."""
+    absent = present.to(logits.device) <= 0.5
+    masked = logits.float().masked_fill(~absent, float("-inf"))
+    has_absent = absent.any(1, keepdim=True)
+    rest = torch.logsumexp(torch.where(has_absent, masked, torch.zeros_like(masked)), 1, keepdim=True)
+    return torch.where(has_absent, torch.sigmoid(logits.float() - rest), torch.ones_like(masked))
+
+
+@torch.no_grad()
+def segment(
+    model: BASModel,
+    pixel_values: torch.Tensor,
+    sizes: Sequence[tuple[int, int]],
+    present: torch.Tensor | None = None,
+    bg_threshold: float = 0.3,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    flip: bool = True,
+    fuse_cam: bool = False,
+) -> list[dict]:
+    """Semantic segmentation of a batch by a multi-label model's seeds, at each image's own size.
+
+    ``present`` (B, C) fixes the classes (e.g. known image labels); by default they are predicted from
+    the logits (:func:`predict_present`). Per image: ``segmentation`` (H, W) uint8 (0 background,
+    c + 1 class c), ``classes`` (the kept class ids), ``scores`` (their :func:`class_probabilities`)
+    and ``masks`` (k, H, W) bool, one per kept class. Seeds are resized to (H, W) bilinearly before
+    the background threshold is applied, so masks follow the smooth seed boundary.
+    """
+    logits = model.forward_head(model.f2(model.f1(pixel_values))).float()
+    present = predict_present(logits) if present is None else present.to(logits.device) > 0.5
+    scores = seed_scores(model, pixel_values, present.float(), "bas", scales, flip, fuse_cam)
+    probs = class_probabilities(logits, present)
+    results = []
+    for i, (h, w) in enumerate(sizes):
+        ids = present[i].nonzero()[:, 0]
+        label_np = np.zeros((h, w), np.uint8)
+        if len(ids):
+            kept = F.interpolate(scores[i : i + 1, ids], size=(h, w), mode="bilinear", align_corners=False)[0]
+            best, index = kept.max(0)
+            label_np = torch.where(best > bg_threshold, ids[index] + 1, 0).to(torch.uint8).cpu().numpy()
+        results.append(
+            {
+                "segmentation": label_np,
+                "classes": ids.tolist(),
+                "scores": probs[i, ids].tolist(),
+                "masks": label_np[None] == (ids.cpu().numpy() + 1)[:, None, None],
+            }
+        )
+    return results
 
 
 # ------------------------------------------------------------------------------------- evaluation

@@ -20,6 +20,7 @@ from bas_zoo.metrics import SegMetrics
 from bas_zoo.models import BASOutput
 from bas_zoo.wsss import (
     DEFAULT_BG_THRESHOLDS,
+    class_probabilities,
     evaluate_seeds,
     max_normalize,
     multiscale_maps,
@@ -349,3 +350,37 @@ def test_train_py_multilabel_path_selects_on_seed_miou(tmp_path, monkeypatch):
     assert (out / "grid.png").is_file()
     model = bas_zoo.BASModel.from_pretrained(out / "model")
     assert model.multilabel and model.loc_threshold == pytest.approx(result["threshold"])
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+def test_pipeline_segment_returns_per_class_masks_at_the_image_size():
+    model = tiny_model(num_classes=3).eval()
+    model.loc_threshold = 0.3
+    pipe = bas_zoo.pipeline(model)
+    images = [np.full((40, 50, 3), 120, np.uint8), np.zeros((30, 20, 3), np.uint8), "missing.jpg"]
+    pipe.errors = "skip"
+    results = pipe(images, segment=True, scales=(1.0, 0.5))
+    assert "error" in results[2] and "segments" not in results[2]
+    for result, (h, w) in zip(results[:2], [(40, 50), (30, 20)], strict=True):
+        seg = result["segmentation"]
+        assert seg.shape == (h, w) and seg.dtype == np.uint8 and len(result["segments"]) >= 1
+        for part in result["segments"]:
+            assert part["mask"].shape == (h, w) and np.array_equal(part["mask"], seg == part["label_id"] + 1)
+            assert 0.0 <= part["score"] <= 1.0
+    forced = pipe(images[0], segment=True, target=2, scales=(1.0,))
+    assert [s["label_id"] for s in forced["segments"]] == [2] and set(np.unique(forced["segmentation"])) <= {
+        0,
+        3,
+    }
+    single = timm.create_model("bas_resnet18", num_classes=3)
+    with pytest.raises(ValueError, match="multi-label"):
+        bas_zoo.pipeline(single)(images[0], segment=True)
+
+
+def test_class_probabilities_by_hand():
+    logits = torch.tensor([[2.0, 0.0, 1.0], [1.0, 2.0, 3.0]])
+    present = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    probs = class_probabilities(logits, present)
+    # e^s / (e^s + e^0): sigmoid(2) and sigmoid(1); nothing absent -> 1
+    torch.testing.assert_close(probs[0, [0, 2]], torch.tensor([0.8807970779, 0.7310585786]))
+    torch.testing.assert_close(probs[1], torch.ones(3))
