@@ -237,15 +237,13 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
     set_seed(config.seed)
 
     # Data: train with seeded augmentation and a seeded per-epoch order; val / test resized only.
-    with accelerator.main_process_first():
-        raw = {s: load_wsol_dataset(config.dataset, s) for s in (config.train_split, config.eval.val_split)}
-        raw["test"] = load_wsol_dataset(config.dataset, config.eval.test_split)
-    class_names = raw[config.train_split].features["label"].names
-    train_data = SeededAugment(
-        with_transform(raw[config.train_split], train_transform(config.resize_size, config.image_size)),
-        config.seed,
-    )
-    val_data = with_transform(raw[config.eval.val_split], eval_transform(config.image_size))
+    names = {"train": config.train_split, "val": config.eval.val_split, "test": config.eval.test_split}
+    with accelerator.local_main_process_first():  # one process per node builds a dataset cache
+        raw = {role: load_wsol_dataset(config.dataset, split) for role, split in names.items()}
+    class_names = raw["train"].features["label"].names
+    train_transforms = train_transform(config.resize_size, config.image_size)
+    train_data = SeededAugment(with_transform(raw["train"], train_transforms), config.seed)
+    val_data = with_transform(raw["val"], eval_transform(config.image_size))
     test_data = with_transform(raw["test"], eval_transform(config.image_size))
     per_step = accelerator.num_processes * config.gradient_accumulation_steps
     if config.batch_size % per_step:
@@ -302,7 +300,8 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
         "batch": 0,
         "best": None,
         "best_epoch": None,
-        "history": [],
+        "history": [],  # validation metrics per evaluation
+        "train_log": [],  # mean loss terms per logging window (this process's batches)
     }
     if resume and checkpoints(ckpt_root):
         latest = checkpoints(ckpt_root)[-1]
@@ -360,6 +359,7 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
                 )
                 speed = window_steps * images_per_step / (time.perf_counter() - window_start)
                 progress.set_postfix({k: f"{v:.3f}" for k, v in means.items()} | {"img/s": f"{speed:.1f}"})
+                state["train_log"].append({"step": state["step"], "epoch": epoch, **means})
                 accelerator.log(
                     {f"{method}/train/{k}": v for k, v in means.items()}
                     | {f"{method}/train/lr": scheduler.get_last_lr()[0], f"{method}/train/img_per_s": speed},
@@ -408,7 +408,8 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
         write_text_atomic(output_dir / "metrics.json", json.dumps(test, indent=1) + "\n")
         write_text_atomic(output_dir / "metrics.md", metrics_markdown({f"{method.upper()} (test)": test}))
         write_text_atomic(
-            output_dir / "history.json", json.dumps(result | {"history": state["history"]}, indent=1)
+            output_dir / "history.json",
+            json.dumps(result | {k: state[k] for k in ("history", "train_log")}, indent=1),
         )
         # The exported model carries what the pipeline needs: threshold, top-k and the trained input size.
         model.loc_threshold, model.loc_top_k = threshold, config.localization.top_k
