@@ -113,7 +113,7 @@ def multilabel_ce(
     return per_class.sum(1)
 
 
-class BASMultiLabelLoss(nn.Module):
+class BASMultiLabelLoss(BASLoss):
     """L = L_mcls + alpha * L_frg + L_bas + beta * L_ac for multi-label (WSSS) training.
 
     ``forward(out, labels, positive)``: ``out`` from ``model.forward_bas(x, target=positive)``,
@@ -133,13 +133,7 @@ class BASMultiLabelLoss(nn.Module):
         clamp_value: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        if variant not in ("ijcv", "cvpr"):
-            raise ValueError(f"Unknown BAS variant {variant!r}; use 'ijcv' (journal) or 'cvpr' (conference).")
-        self.alpha = alpha
-        self.beta = beta
-        self.variant: Variant = variant
-        self.clamp_value = (1.0 if variant == "ijcv" else 0.0) if clamp_value is None else float(clamp_value)
+        super().__init__(alpha=alpha, beta=beta, variant=variant, clamp_value=clamp_value)
         self.generator = generator
 
     def sample_positive(self, labels: torch.Tensor) -> torch.Tensor:
