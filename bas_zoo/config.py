@@ -145,6 +145,7 @@ class TrainConfig:
     dataset: str  # a load_wsol_dataset spec; required
     model: str = "bas_resnet50"
     model_args: dict[str, Any] = field(default_factory=dict)  # BASModel kwargs (head_chs, head_relu, ...)
+    init_from: str | None = None  # start weights: a save_pretrained folder or a .safetensors file
     method: Literal["bas", "cam", "both"] = "bas"
     train_split: str = "train"
     image_size: int = 224  # train crop and evaluation size

@@ -350,6 +350,14 @@ def test_train_py_multilabel_path_selects_on_seed_miou(tmp_path, monkeypatch):
     assert (out / "grid.png").is_file()
     model = bas_zoo.BASModel.from_pretrained(out / "model")
     assert model.multilabel and model.loc_threshold == pytest.approx(result["threshold"])
+    # init_from: a second run starts from the exported weights (the demo's warm-up start), strictly loaded
+    again = train.main(
+        [*argv[:1], str(tmp_path / "run2"), *argv[2:], f"init_from={out / 'model'}", "method=cam"]
+    )
+    assert 0 <= again["cam"]["test"]["miou"] <= 100
+    with pytest.raises(Exception, match="does not match"):
+        train.main([*argv[:1], str(tmp_path / "run3"), *argv[2:], f"init_from={out / 'model'}", "loss.beta=0.5",
+                    "model_args.backbone_args.channels=[8, 16, 32, 32]"])  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- pipeline

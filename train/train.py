@@ -47,7 +47,7 @@ from bas_zoo.config import ConfigError, TrainConfig, config_to_dict, load_config
 from bas_zoo.data.loading import load_wsol_dataset
 from bas_zoo.data.transforms import collate, eval_transform, train_transform, with_transform
 from bas_zoo.evaluation import GridColumn, evaluate_wsol, metrics_markdown, save_grid
-from bas_zoo.hub import save_pretrained
+from bas_zoo.hub import load_state_dict_strict, read_state_dict, save_pretrained
 from bas_zoo.losses import BASMultiLabelLoss, multilabel_ce, sample_positive
 from bas_zoo.wsss import SeedColumn, evaluate_seeds, save_seed_grid
 
@@ -269,6 +269,10 @@ def train(config: TrainConfig, method: str, accelerator: Accelerator, output_dir
         loc_threshold=config.localization.threshold,
         **config.model_args,
     )
+    if config.init_from:  # e.g. a warm-up run: the weights every method starts from, loaded strictly
+        weights = Path(config.init_from)
+        weights = weights / "model.safetensors" if weights.is_dir() else weights
+        load_state_dict_strict(model, read_state_dict(weights), source=str(weights))
     if method == "cam":
         model.generator.requires_grad_(False)
     if config.sync_batchnorm and accelerator.num_processes > 1:
