@@ -17,18 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._arrays import ArrayLike, to_numpy
+
 __all__ = ["SegMetrics"]
-
-ArrayLike = np.ndarray | torch.Tensor
-
-
-def _np(x: ArrayLike) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
 
 
 class SegMetrics:
@@ -72,15 +63,15 @@ class SegMetrics:
             present_classes: (B, C) bool image-level labels, or None to let every class compete.
             gt: (B, H, W) int labels, 0 = background, 1..C = classes, ``ignore_index`` ignored.
         """
-        s = _np(class_scores)
-        g = _np(gt).astype(np.int64)
+        s = to_numpy(class_scores)
+        g = to_numpy(gt).astype(np.int64)
         if s.ndim != 4 or s.shape[1] != self.num_classes:
             raise ValueError(f"class_scores must be (B, {self.num_classes}, H, W), got {s.shape}")
         if g.shape != (s.shape[0], *s.shape[2:]):
             raise ValueError(f"gt shape {g.shape} does not match scores {s.shape}")
         s = s.astype(np.float64, copy=False)
         if present_classes is not None:
-            p = _np(present_classes).astype(bool).reshape(s.shape[0], self.num_classes)
+            p = to_numpy(present_classes).astype(bool).reshape(s.shape[0], self.num_classes)
             s = np.where(p[:, :, None, None], s, -np.inf)
         best = s.argmax(axis=1) + 1  # best class (1..C), first on ties
         score = s.max(axis=1)
@@ -105,7 +96,7 @@ class SegMetrics:
 
     def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
         """Replace the state (e.g. with reduced tensors)."""
-        value = np.asarray(_np(state["confusion"]), dtype=np.int64)
+        value = np.asarray(to_numpy(state["confusion"]), dtype=np.int64)
         if value.shape != self.confusion.shape:
             raise ValueError(f"confusion has shape {value.shape}, expected {self.confusion.shape}")
         self.confusion = value.copy()

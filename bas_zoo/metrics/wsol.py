@@ -19,25 +19,19 @@ import numpy as np
 import torch
 
 from ..localize import boxes_from_map, normalize_maps
+from ._arrays import ArrayLike, to_numpy
 from ._boxes import box_hits, cam_thresholds, inclusive_iou, scoremaps_uint8
 from ._pixels import pixel_histograms, pxap_edges, pxap_from_histograms
 
 __all__ = ["WSOLMetrics"]
 
-ArrayLike = np.ndarray | torch.Tensor
-
-
-def _np(x: ArrayLike) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
-
 
 def _gt_array(boxes: ArrayLike | Sequence) -> np.ndarray:
-    b = _np(boxes) if isinstance(boxes, torch.Tensor | np.ndarray) else np.asarray(boxes, dtype=np.float64)
+    b = (
+        to_numpy(boxes)
+        if isinstance(boxes, torch.Tensor | np.ndarray)
+        else np.asarray(boxes, dtype=np.float64)
+    )
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
     return b
 
@@ -110,7 +104,7 @@ class WSOLMetrics:
     def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
         """Replace the state with ``state`` (as returned by ``state_tensors``, possibly reduced)."""
         for name in self._STATE:
-            value = np.asarray(_np(state[name]), dtype=np.int64)
+            value = np.asarray(to_numpy(state[name]), dtype=np.int64)
             if value.shape != np.shape(getattr(self, name)):
                 raise ValueError(
                     f"state {name!r} has shape {value.shape}, expected {np.shape(getattr(self, name))}: "
@@ -160,7 +154,7 @@ class WSOLMetrics:
             ignore_masks: optional (B, H, W) bool, pixels left out of PxAP / PIoU.
             logits: optional (B, C) class scores; with ``labels`` (B,) enables Top-1 / Top-5 Loc.
         """
-        m = _np(maps)
+        m = to_numpy(maps)
         if m.ndim != 3:
             raise ValueError(f"maps must be (B, H, W), got shape {m.shape}")
         b = m.shape[0]
@@ -181,8 +175,8 @@ class WSOLMetrics:
         if (logits is None) != (labels is None):
             raise ValueError("pass both logits and labels (Top-1 / Top-5 Loc) or neither")
         if logits is not None:
-            lg = _np(logits).astype(np.float64, copy=False).reshape(b, -1)
-            lb = _np(labels).astype(np.int64).reshape(b)
+            lg = to_numpy(logits).astype(np.float64, copy=False).reshape(b, -1)
+            lb = to_numpy(labels).astype(np.int64).reshape(b)
             k = min(5, lg.shape[1])
             top5 = np.argsort(-lg, axis=1, kind="stable")[:, :k]
             top1_ok = lg.argmax(axis=1) == lb
@@ -194,13 +188,13 @@ class WSOLMetrics:
             self.num_cls += b
 
         if gt_masks is not None:
-            gm = _np(gt_masks)
+            gm = to_numpy(gt_masks)
             if gm.shape != m.shape:
                 raise ValueError(f"gt_masks shape {gm.shape} does not match maps {m.shape}")
             classes = gm.astype(np.uint8) if gm.dtype == bool else np.where((gm == 0) | (gm == 1), gm, 255)
             classes = classes.astype(np.uint8, copy=False)
             if ignore_masks is not None:
-                ig = _np(ignore_masks).astype(bool)
+                ig = to_numpy(ignore_masks).astype(bool)
                 if ig.shape != m.shape:
                     raise ValueError(f"ignore_masks shape {ig.shape} does not match maps {m.shape}")
                 classes = np.where(ig, np.uint8(255), classes)
