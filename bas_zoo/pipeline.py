@@ -40,7 +40,7 @@ from .data import ImageLoadError, load_rgb
 from .localize import boxes_from_map, mask_from_map
 from .models import BASModel, normalize_maps
 
-__all__ = ["LocalizationPipeline", "pipeline", "overlay", "ImageInput"]
+__all__ = ["LocalizationPipeline", "pipeline", "overlay", "register_transformers_pipeline", "ImageInput"]
 
 ImageInput = str | os.PathLike | PIL.Image.Image | np.ndarray
 
@@ -116,11 +116,7 @@ class LocalizationPipeline:
         errors: str = "raise",
         source: str = "generator",
     ) -> None:
-        if not all(hasattr(model, a) for a in ("f1", "f2", "forward_head", "forward_cam", "class_maps")):
-            raise TypeError(
-                f"pipeline needs a BAS model (bas_zoo.BASModel), got {type(model).__name__}; create one with "
-                "timm.create_model('bas_resnet50', ...) or BASModel.from_pretrained(...)."
-            )
+        _check_model(model)
         _check_choice("mode", mode, _MODES)
         _check_choice("errors", errors, _ERRORS)
         _check_choice("source", source, _SOURCES)
@@ -180,11 +176,13 @@ class LocalizationPipeline:
         return {"pixel_values": pixel_values, "sizes": sizes, "index": index, "errors": errors,
                 "inputs": [_describe(x) for x in images]}  # fmt: skip
 
-    def forward(self, model_inputs: dict[str, Any], target: Sequence[int] | None = None) -> dict[str, Any]:
+    def forward(
+        self, model_inputs: dict[str, Any], target: Sequence[int] | None = None, top_k: int | None = None
+    ) -> dict[str, Any]:
         """Logits, class ids and normalized maps (B, h, w) at the generator's resolution.
 
         ``target`` (one class per loaded image) replaces the top-k classes for the map, the label and
-        the score.
+        the score; ``top_k`` overrides the pipeline's for this batch.
         """
         out = dict(model_inputs)
         x = model_inputs["pixel_values"]
@@ -197,7 +195,8 @@ class LocalizationPipeline:
             cam = model.forward_cam(model.f2(attach)) if self.source == "cam" else None
             logits = cam.mean((2, 3)) if cam is not None else model.forward_head(model.f2(attach))
             if target is None:
-                index = logits.topk(min(self.top_k, logits.shape[1]), dim=1).indices
+                k = self.top_k if top_k is None else int(top_k)
+                index = logits.topk(min(k, logits.shape[1]), dim=1).indices
                 label_ids = index[:, 0]
             else:
                 label_ids = torch.as_tensor(list(target), dtype=torch.long, device=logits.device)
@@ -210,13 +209,44 @@ class LocalizationPipeline:
         out["logits"], out["label_ids"] = logits, label_ids
         return out
 
-    def postprocess(self, model_outputs: dict[str, Any], mode: str | None = None) -> list[dict[str, Any]]:
+    def segment(
+        self,
+        model_inputs: dict[str, Any],
+        target: Sequence[int] | None = None,
+        scales: Sequence[float] = wsss.DEFAULT_SCALES,
+        threshold: float | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """The WSSS segmentation of the loaded images (bas_zoo.wsss.segment), for ``postprocess``.
+
+        A second model pass (seeds at ``scales`` + flips), so it runs beside ``forward`` on the model's
+        device; the background threshold is the pipeline's unless ``threshold`` is given. The classes
+        are predicted, or ``target``'s.
+        """
+        _check_segment(self.model)
+        if model_inputs["pixel_values"] is None:
+            return None
+        present = None
+        if target is not None:
+            present = torch.zeros(len(target), self.model.num_classes, device=self.device)
+            present[torch.arange(len(target)), torch.as_tensor(target)] = 1.0
+        bg_threshold = self.threshold if threshold is None else float(threshold)
+        with torch.inference_mode():
+            return wsss.segment(
+                self.model, model_inputs["pixel_values"], model_inputs["sizes"], present, bg_threshold, scales
+            )
+
+    def postprocess(
+        self, model_outputs: dict[str, Any], mode: str | None = None, threshold: float | None = None
+    ) -> list[dict[str, Any]]:
         """Per image, in input order: label, score, the map at the image's own size, boxes and mask.
 
         The map is the normalized generator map resized (not re-normalized); ``mask`` and ``boxes``
-        come from ``bas_zoo.localize`` at the pipeline's threshold, in original pixels.
+        come from ``bas_zoo.localize`` at the pipeline's threshold (or ``threshold``), in original
+        pixels. ``model_outputs["segments"]`` (from :meth:`segment`), when there, adds ``segments``
+        and ``segmentation``.
         """
         mode = self.mode if mode is None else mode
+        threshold = self.threshold if threshold is None else float(threshold)
         results: list[dict[str, Any]] = [
             {"error": msg, "input": model_outputs["inputs"][i]} for i, msg in model_outputs["errors"].items()
         ]
@@ -230,15 +260,22 @@ class LocalizationPipeline:
             for j, (i, (h, w)) in enumerate(zip(model_outputs["index"], model_outputs["sizes"], strict=True)):
                 full = cv2.resize(maps_np[j], (w, h), interpolation=cv2.INTER_LINEAR)
                 full = np.ascontiguousarray(full, dtype=np.float32).reshape(h, w)
-                boxes = np.asarray(boxes_from_map(full, self.threshold, mode=mode)).reshape(-1, 4)
+                boxes = np.asarray(boxes_from_map(full, threshold, mode=mode)).reshape(-1, 4)
                 slots[i] = {
                     "label": self._name(ids[j]),
                     "label_id": int(ids[j]),
                     "score": float(scores_l[j]),
                     "map": full,
                     "boxes": [[_num(v) for v in box] for box in boxes.tolist()],
-                    "mask": np.asarray(mask_from_map(full, self.threshold), dtype=bool),
+                    "mask": np.asarray(mask_from_map(full, threshold), dtype=bool),
                 }
+            if model_outputs.get("segments") is not None:
+                for i, seg in zip(model_outputs["index"], model_outputs["segments"], strict=True):
+                    slots[i]["segmentation"] = seg["segmentation"]
+                    slots[i]["segments"] = [
+                        {"label": self._name(c), "label_id": c, "score": float(p), "mask": m}
+                        for c, p, m in zip(seg["classes"], seg["scores"], seg["masks"], strict=True)
+                    ]
         return [slots[i] for i in sorted(slots)]
 
     # ---- the call -----------------------------------------------------------------------------
@@ -249,7 +286,7 @@ class LocalizationPipeline:
         target: int | Sequence[int] | None = None,
         mode: str | None = None,
         segment: bool = False,
-        scales: Sequence[float] = (1.0, 0.5, 1.5, 2.0),
+        scales: Sequence[float] = wsss.DEFAULT_SCALES,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Localize one image (returns a dict) or a list of images (returns a list of dicts).
 
@@ -260,11 +297,8 @@ class LocalizationPipeline:
         flips, background threshold = the pipeline's threshold (bas_zoo.wsss.segment); the classes
         are predicted, or ``target``'s.
         """
-        if segment and not getattr(self.model, "multilabel", False):
-            raise ValueError(
-                "segment=True needs a multi-label (WSSS) model, e.g. bas_resnet50_wsss trained on VOC; "
-                "this model is single-label: use mask / boxes instead."
-            )
+        if segment:
+            _check_segment(self.model)
         single = not isinstance(images, (list, tuple))
         items: list[ImageInput] = [images] if single else list(images)  # type: ignore[list-item]
         if mode is not None:
@@ -278,33 +312,12 @@ class LocalizationPipeline:
             inputs = self.preprocess(chunk, start=start)
             chunk_target = None if targets is None else [targets[start + k] for k in inputs["index"]]
             outputs = self.forward(inputs, target=chunk_target)
-            chunk_results = self.postprocess(outputs, mode=mode)
-            if segment and inputs["pixel_values"] is not None:
-                self._add_segments(inputs, chunk_target, chunk_results, scales)
-            results.extend(chunk_results)
+            if segment:
+                outputs["segments"] = self.segment(inputs, chunk_target, scales)
+            results.extend(self.postprocess(outputs, mode=mode))
         return results[0] if single else results
 
     # ---- helpers ------------------------------------------------------------------------------
-    def _add_segments(
-        self, inputs: dict[str, Any], target: list[int] | None, results: list[dict], scales: Sequence[float]
-    ) -> None:
-        """Per-class masks of the loaded images, written into their result dicts (errors untouched)."""
-        present = None
-        if target is not None:
-            present = torch.zeros(len(target), self.model.num_classes, device=self.device)
-            present[torch.arange(len(target)), torch.as_tensor(target)] = 1.0
-        with torch.inference_mode():
-            segs = wsss.segment(
-                self.model, inputs["pixel_values"], inputs["sizes"], present, self.threshold, scales
-            )
-        slots = [r for r in results if "error" not in r]
-        for result, seg in zip(slots, segs, strict=True):
-            result["segmentation"] = seg["segmentation"]
-            result["segments"] = [
-                {"label": self._name(c), "label_id": c, "score": float(p), "mask": m}
-                for c, p, m in zip(seg["classes"], seg["scores"], seg["masks"], strict=True)
-            ]
-
     def _name(self, label_id: int) -> str:
         if self.label_names is not None and 0 <= label_id < len(self.label_names):
             return str(self.label_names[label_id])
@@ -335,6 +348,22 @@ class LocalizationPipeline:
 
 def _num(v: float) -> int | float:
     return int(v) if float(v).is_integer() else float(v)
+
+
+def _check_model(model: Any) -> None:
+    if not all(hasattr(model, a) for a in ("f1", "f2", "forward_head", "forward_cam", "class_maps")):
+        raise TypeError(
+            f"pipeline needs a BAS model (bas_zoo.BASModel), got {type(model).__name__}; create one with "
+            "timm.create_model('bas_resnet50', ...) or BASModel.from_pretrained(...)."
+        )
+
+
+def _check_segment(model: nn.Module) -> None:
+    if not getattr(model, "multilabel", False):
+        raise ValueError(
+            "segment=True needs a multi-label (WSSS) model, e.g. bas_resnet50_wsss trained on VOC; "
+            "this model is single-label: use mask / boxes instead."
+        )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -386,6 +415,18 @@ def pipeline(
     return LocalizationPipeline(
         model, device=device, threshold=threshold, top_k=top_k, mode=mode, errors=errors, source=source
     )
+
+
+def register_transformers_pipeline(task: str = "bas-localization") -> type:
+    """Make ``transformers.pipeline(task, model=...)`` build a BAS localization pipeline.
+
+    Imports transformers here, not with bas_zoo (an ImportError naming ``bas-zoo[transformers]`` if it
+    is missing). ``model`` may be a BAS model, a folder or a Hub id saved by bas_zoo; returns the
+    pipeline class, :class:`bas_zoo.transformers_pipeline.BASLocalizationPipeline`.
+    """
+    from . import transformers_pipeline
+
+    return transformers_pipeline.register(task)
 
 
 # ---- drawing ------------------------------------------------------------------------------------

@@ -161,6 +161,13 @@ class BASModel(
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    __jit_unused_properties__ = ["device"]  # torch.jit.script cannot compile next(); it skips this
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the weights; transformers' ``Pipeline`` reads ``model.device`` to place the model."""
+        return next(self.parameters()).device
+
     # ---- timm classifier API -------------------------------------------------------------
     def get_classifier(self) -> nn.Module:
         return self.classifier
