@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 
 import bas_zoo
 from bas_zoo.data.image import ImageLoadError
+from bas_zoo.models._inference import WinogradConv2d, inference_copy
 from bas_zoo.pipeline import LocalizationPipeline, overlay, pipeline
 
 SIZE = 64  # model input size for the tests: a tiny forward
@@ -272,3 +274,122 @@ def test_argument_checks(model: bas_zoo.BASModel) -> None:
     with pytest.warns(UserWarning, match="UNTRAINED"):
         pipe = pipeline("bas_resnet18")
     assert pipe.top_k == pipe.model.loc_top_k and pipe.model.num_classes == 200
+
+
+# ---- the optimized inference copy (optimize=True, the default) ---------------------------------------
+def _random_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial BatchNorm statistics and affine terms, so that folding them is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.3, 0.3, generator=g)
+    return model
+
+
+def _assert_same_results(fast: list[dict], plain: list[dict]) -> None:
+    for a, b in zip(fast, plain, strict=True):
+        assert a["label_id"] == b["label_id"]
+        assert a["score"] == pytest.approx(b["score"], rel=1e-5, abs=1e-6)
+        np.testing.assert_allclose(a["map"], b["map"], atol=1e-5)
+
+
+@pytest.mark.parametrize("source", ["generator", "cam"])
+def test_optimized_copy_matches_the_model_and_leaves_it_untouched(model, mixed, source: str) -> None:
+    _random_norms(model)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    kinds = [type(m) for m in model.modules()]
+    items, _ = mixed
+    for top_k in (1, 3):  # one class: the grouped generator conv; all three: the full generator
+        fast = pipeline(model, source=source, top_k=top_k)
+        plain = pipeline(model, source=source, top_k=top_k, optimize=False)
+        assert plain.inference_model is model and plain.optimizations == []
+        _assert_same_results(fast(items), plain(items))
+        _assert_same_results(fast(items, target=[2, 0, 1, 2, 0]), plain(items, target=[2, 0, 1, 2, 0]))
+    net = fast.inference_model
+    assert net is not model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # all 20 folded
+    assert fast.optimizations[0] == "folded 20 BatchNorm layers into their convolutions"
+    assert any(isinstance(m, WinogradConv2d) for m in net.modules())
+    # The user's model: same weights, same modules, still trainable.
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert [type(m) for m in model.modules()] == kinds
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_optimized_segmentation_matches_the_model(model, mixed) -> None:
+    model.multilabel = True  # segment=True needs a multi-label model; its weights do not matter here
+    _random_norms(model)
+    items, _ = mixed
+    fast = pipeline(model)(items, segment=True, scales=(1.0, 0.5))
+    plain = pipeline(model, optimize=False)(items, segment=True, scales=(1.0, 0.5))
+    for a, b in zip(fast, plain, strict=True):
+        assert [s["label_id"] for s in a["segments"]] == [s["label_id"] for s in b["segments"]]
+        assert np.mean(a["segmentation"] != b["segmentation"]) < 1e-3  # a tie may round either way
+
+
+@pytest.mark.parametrize("name", ["bas_mobilenetv1_100", "bas_efficientnet_lite0"])
+def test_every_batchnorm_of_other_families_folds(name: str) -> None:
+    """timm's BatchNormAct2d (BatchNorm + act in one module) and Conv2dSame fold too."""
+    torch.manual_seed(0)
+    model = _random_norms(timm.create_model(name, num_classes=3, head_chs=16).eval())
+    net, notes = inference_copy(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert notes[0].startswith("folded ") and int(notes[0].split()[1]) > 20
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        (logits, maps), (ref_logits, ref_maps) = net.forward_maps(x), model.forward_maps(x)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(maps, ref_maps, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("hw", [(8, 8), (7, 10), (1, 3)])
+def test_winograd_conv_equals_the_direct_convolution(bias: bool, hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(24, 40, 3, padding=1, bias=bias)
+    x = torch.randn(3, 24, *hw)
+    with torch.no_grad():
+        ref = conv(x)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            out = WinogradConv2d(conv)(inp)
+            assert out.shape == ref.shape
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="3x3, stride-1"):
+        WinogradConv2d(torch.nn.Conv2d(4, 4, 3, stride=2, padding=1))
+
+
+class _Branchy(torch.nn.Module):
+    """Conv + BatchNorm with a value-dependent branch: torch.fx cannot trace it."""
+
+    def __init__(self, chs: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(chs, chs, 1)
+        self.bn = torch.nn.BatchNorm2d(chs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        return y if bool(y.abs().sum() >= 0) else x
+
+
+def test_untraceable_module_keeps_its_batchnorm_and_says_so(model, mixed) -> None:
+    model.f2.add_module("branchy", _Branchy(model.trunk_chs).eval())
+    _random_norms(model)
+    with pytest.warns(UserWarning, match=r"not folded .*f2\.branchy \(TraceError"):
+        fast = pipeline(model)
+    norms = [n for n, m in fast.inference_model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms == ["f2.branchy.bn"]  # every other BatchNorm is still folded
+    items, _ = mixed
+    _assert_same_results(fast(items), pipeline(model, optimize=False)(items))
+
+
+def test_a_model_that_cannot_be_copied_runs_as_is(model) -> None:
+    model.lock = threading.Lock()  # deepcopy refuses locks
+    with pytest.warns(UserWarning, match="cannot copy this model"):
+        pipe = pipeline(model)
+    assert pipe.inference_model is model and pipe.optimizations == []
+    assert pipe(_rng_image(40, 40))["map"].shape == (40, 40)
