@@ -1,6 +1,6 @@
 """Cost of ``model.localize`` (top-k maps, normalized, resized) against a plain forward pass.
 
-    python benchmarks/inference.py --models bas_resnet50 bas_mobilenetv1_100 --batch 8 --size 224
+python benchmarks/inference.py --models bas_resnet50 bas_mobilenetv1_100 --batch 8 --size 224
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=["bas_resnet50", "bas_mobilenetv1_100"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)

@@ -38,7 +38,9 @@ def deepcopy_forward_bas(model: bas_zoo.BASModel, x: torch.Tensor, y: torch.Tens
     bg = model.head_act(classifier(extractor(f2(attach.detach() * (1 - fg))))).mean((2, 3))
     fg_logits = (cam * F.adaptive_avg_pool2d(fg, cam.shape[-2:])).mean((2, 3))
     idx = y[:, None]
-    return BASOutput(logits, fg_logits, cam, fpm, logits.gather(1, idx)[:, 0], bg.gather(1, idx)[:, 0], fg[:, 0])
+    return BASOutput(
+        logits, fg_logits, cam, fpm, logits.gather(1, idx)[:, 0], bg.gather(1, idx)[:, 0], fg[:, 0]
+    )
 
 
 def make_step(mode: str, model: bas_zoo.BASModel, x: torch.Tensor, y: torch.Tensor):
@@ -86,7 +88,9 @@ def peak_memory_mb(name: str, mode: str, args: argparse.Namespace, device: torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=["bas_resnet50", "bas_mobilenetv1_100"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
@@ -104,12 +108,16 @@ def main() -> None:
     results = {}
     for name in args.models:
         model, x, y = build(name, args, device)
-        times = interleaved_medians({mode: make_step(mode, model, x, y) for mode in MODES}, device, args.repeats)
+        times = interleaved_medians(
+            {mode: make_step(mode, model, x, y) for mode in MODES}, device, args.repeats
+        )
         memory = {}
         for mode in MODES:
             cmd = [sys.executable, __file__, "--memory-probe", name, mode, "--batch", str(args.batch),
                    "--size", str(args.size), "--num-classes", str(args.num_classes), "--device", args.device]  # fmt: skip
-            memory[mode] = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1])
+            memory[mode] = float(
+                subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()[-1]
+            )
         results[name] = {
             "step_seconds": {m: round(t, 4) for m, t in times.items()},
             "time_ratio_bas_vs_ce": round(times["bas"] / times["ce"], 3),
