@@ -13,7 +13,8 @@ metric would count twice. Each process updates its own metric state and the stat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,7 +33,17 @@ from .localize import boxes_from_map
 from .metrics import WSOLMetrics
 from .models import BASModel, normalize_maps
 
-__all__ = ["Method", "GridColumn", "localization_maps", "evaluate_wsol", "save_grid", "metrics_markdown"]
+__all__ = [
+    "Method",
+    "GridColumn",
+    "denormalize",
+    "eval_autocast",
+    "eval_batches",
+    "evaluate_wsol",
+    "localization_maps",
+    "metrics_markdown",
+    "save_grid",
+]
 
 Method = Literal["bas", "cam"]
 
@@ -75,6 +86,50 @@ def _shard(dataset: Dataset, process_index: int, num_processes: int) -> Dataset:
     return Subset(dataset, range(process_index, len(dataset), num_processes))
 
 
+def eval_batches(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    accelerator=None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> Iterator[tuple[dict, torch.Tensor]]:
+    """This process's shard of a transformed split as ``(batch, pixel_values on the device)``.
+
+    The model is in eval mode while the batches are consumed and gets its mode back after. With an
+    ``accelerate.Accelerator`` the device is its device and the shard is its process's (see the module
+    docstring); the progress bar shows on the main process only.
+    """
+    process_index = accelerator.process_index if accelerator is not None else 0
+    num_processes = accelerator.num_processes if accelerator is not None else 1
+    if accelerator is not None:
+        device = accelerator.device
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    loader = DataLoader(
+        _shard(dataset, process_index, num_processes),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=collate,
+    )
+    was_training = model.training
+    model.eval()
+    show = progress and process_index == 0
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True):
+            yield batch, batch["pixel_values"].to(device, non_blocking=True)
+    finally:
+        model.train(was_training)
+
+
+def eval_autocast(accelerator, device: torch.device) -> contextlib.AbstractContextManager:
+    """The accelerator's mixed precision, or full precision without one."""
+    return accelerator.autocast() if accelerator is not None else torch.autocast(device.type, enabled=False)
+
+
 def evaluate_wsol(
     model: BASModel,
     dataset: Dataset,
@@ -97,31 +152,21 @@ def evaluate_wsol(
     With an ``accelerate.Accelerator`` the split is sharded over its processes and the metric states
     are reduced, so every process returns the metrics of the whole split.
     """
-    process_index = accelerator.process_index if accelerator is not None else 0
-    num_processes = accelerator.num_processes if accelerator is not None else 1
-    if accelerator is not None:
-        device = accelerator.device
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loader = DataLoader(
-        _shard(dataset, process_index, num_processes),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate,
-    )
     metrics = WSOLMetrics(
         cam_curve_interval=cam_curve_interval, loc_threshold=threshold, loc_iou_strict=iou_strict
     )
-    was_training = model.training
-    model.eval()
-    show = progress and process_index == 0
-    for batch in tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True):
-        pixel_values = batch["pixel_values"].to(device, non_blocking=True)
-        labels = batch["labels"].to(device)
-        autocast = (
-            accelerator.autocast() if accelerator is not None else torch.autocast(device.type, enabled=False)
-        )
-        with autocast:
+    for batch, pixel_values in eval_batches(
+        model,
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        device=device,
+        progress=progress,
+        desc=desc,
+    ):
+        labels = batch["labels"].to(pixel_values.device)
+        with eval_autocast(accelerator, pixel_values.device):
             logits, maps = localization_maps(
                 model, pixel_values, method, top_k=top_k, labels=labels if gt_class else None
             )
@@ -134,8 +179,7 @@ def evaluate_wsol(
             logits=logits.cpu(),
             labels=batch["labels"],
         )
-    model.train(was_training)
-    if accelerator is not None and num_processes > 1:
+    if accelerator is not None and accelerator.num_processes > 1:
         metrics.sync(accelerator)
     return {k: float(v) for k, v in metrics.compute().items()}
 
@@ -162,10 +206,11 @@ class GridColumn:
     colour: tuple[int, int, int]
 
 
-def _denormalize(pixel_values: torch.Tensor) -> np.ndarray:
+def denormalize(pixel_values: torch.Tensor) -> np.ndarray:
+    """(3, H, W) ImageNet-normalized tensor -> (H, W, 3) uint8."""
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    image = (pixel_values.cpu().float() * std + mean).clamp(0, 1)
+    image = (pixel_values.detach().cpu().float() * std + mean).clamp(0, 1)
     return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
@@ -219,7 +264,7 @@ def save_grid(
     for j, title in enumerate(titles):
         draw.text((j * cell + 4, 3), title, fill=(0, 0, 0))
     for i, item in enumerate(items):
-        image = _denormalize(item["pixel_values"])
+        image = denormalize(item["pixel_values"])
         scale = cell / image.shape[1]
         panels = [image] + [_heat(image, maps[i]) for maps, _ in per_column]
         row = PIL.Image.fromarray(

@@ -28,10 +28,10 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, collate
+from .data.transforms import collate
+from .evaluation import denormalize, eval_autocast, eval_batches
 from .metrics import SegMetrics
 from .models import BASModel
 from .models._trunk import register_layout
@@ -248,12 +248,6 @@ def segment(
 
 
 # ------------------------------------------------------------------------------------- evaluation
-def _shard(dataset: Dataset, process_index: int, num_processes: int) -> Dataset:
-    if num_processes == 1:
-        return dataset
-    return Subset(dataset, range(process_index, len(dataset), num_processes))
-
-
 def seg_results(
     metrics: SegMetrics, class_names: Sequence[str] | None = None, bg_threshold: float | None = None
 ) -> dict[str, float]:
@@ -295,41 +289,30 @@ def evaluate_seeds(
     is added to the sweep and reported as ``miou_fixed``. With an ``accelerate.Accelerator`` the split is
     sharded over processes (no padded duplicates) and the confusion matrices are summed.
     """
-    process_index = accelerator.process_index if accelerator is not None else 0
-    num_processes = accelerator.num_processes if accelerator is not None else 1
-    if accelerator is not None:
-        device = accelerator.device
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     thresholds = np.asarray(bg_thresholds, dtype=np.float64)
     if bg_threshold is not None:
         thresholds = np.unique(np.append(thresholds, bg_threshold))
     metrics = SegMetrics(model.num_classes, bg_thresholds=thresholds)
-    loader = DataLoader(
-        _shard(dataset, process_index, num_processes),
+    for batch, pixel_values in eval_batches(
+        model,
+        dataset,
         batch_size=batch_size,
-        shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate,
-    )
-    was_training = model.training
-    model.eval()
-    show = progress and process_index == 0
-    for batch in tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True):
+        accelerator=accelerator,
+        device=device,
+        progress=progress,
+        desc=desc,
+    ):
         if "masks" not in batch or "label_vector" not in batch:
             raise ValueError(
                 "evaluate_seeds needs a multi-label split with masks (columns 'labels' and 'mask'), "
                 "e.g. voc:DIR or synthetic:multilabel=1."
             )
-        pixel_values = batch["pixel_values"].to(device, non_blocking=True)
-        present = batch["label_vector"].to(device)
-        autocast = (
-            accelerator.autocast() if accelerator is not None else torch.autocast(device.type, enabled=False)
-        )
-        with autocast:
+        present = batch["label_vector"].to(pixel_values.device)
+        with eval_autocast(accelerator, pixel_values.device):
             scores = seed_scores(model, pixel_values, present, method, scales, flip, fuse_cam)
         metrics.update(scores.cpu(), batch["label_vector"], batch["masks"])
-    model.train(was_training)
-    if accelerator is not None and num_processes > 1:
+    if accelerator is not None and accelerator.num_processes > 1:
         metrics.sync(accelerator)
     return seg_results(metrics, class_names, bg_threshold)
 
@@ -364,14 +347,6 @@ def save_palette_png(path: str | os.PathLike, mask: np.ndarray, palette: np.ndar
 def colorize(mask: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
     """RGB (H, W, 3) picture of a label map with the VOC palette."""
     return (voc_palette() if palette is None else palette)[np.asarray(mask, dtype=np.uint8)]
-
-
-def denormalize(pixel_values: torch.Tensor) -> np.ndarray:
-    """(3, H, W) ImageNet-normalized tensor -> (H, W, 3) uint8."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    image = (pixel_values.detach().cpu().float() * std + mean).clamp(0, 1)
-    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
 @dataclass
