@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from ._io import atomic_target
 from .data.transforms import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, collate
 from .localize import boxes_from_map
 from .metrics import WSOLMetrics
@@ -278,7 +279,6 @@ def save_grid(
             _draw_boxes(row_draw, boxes[i], column.colour, scale, 0)
             _draw_boxes(row_draw, boxes[i], column.colour, scale, (j + 1) * cell)
         canvas.paste(row, (0, header + i * cell))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    with atomic_target(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return Path(path)

@@ -9,14 +9,12 @@ pretrained=True)``. Only safetensors are written, every file atomically; loading
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import json
 import math
-import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +23,8 @@ import torch
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from timm.models import PretrainedCfg, filter_pretrained_cfg, get_pretrained_cfg
+
+from ._io import atomic_target, write_text_atomic
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -156,32 +156,12 @@ def build_config(model: BASModel, label_names: Sequence[str] | None = None) -> d
     return config
 
 
-# ---- atomic writes -------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; it replaces ``path`` only if the block succeeds."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    with _atomic_target(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def save_weights(model: torch.nn.Module, save_directory: str | Path) -> Path:
     """Write ``model.safetensors`` (never pickle)."""
     from safetensors.torch import save_model
 
     path = Path(save_directory) / WEIGHTS_NAME
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         save_model(model, str(tmp), metadata={"format": "pt"})
     return path
 
@@ -189,7 +169,7 @@ def save_weights(model: torch.nn.Module, save_directory: str | Path) -> Path:
 def write_model_card(card: ModelCard, save_directory: str | Path) -> Path:
     """Write ``README.md`` atomically."""
     path = Path(save_directory) / CARD_NAME
-    _write_text(path, str(card))
+    write_text_atomic(path, str(card))
     return path
 
 
@@ -197,7 +177,7 @@ def save_config(
     model: BASModel, save_directory: str | Path, label_names: Sequence[str] | None = None
 ) -> Path:
     path = Path(save_directory) / CONFIG_NAME
-    _write_text(path, json.dumps(build_config(model, label_names), indent=2) + "\n")
+    write_text_atomic(path, json.dumps(build_config(model, label_names), indent=2) + "\n")
     return path
 
 
@@ -710,7 +690,7 @@ def push_folder(
     _check_folder(folder)
     card = folder / CARD_NAME
     if card.is_file() and REPO_PLACEHOLDER in (text := card.read_text(encoding="utf-8")):
-        _write_text(card, text.replace(REPO_PLACEHOLDER, repo_id))
+        write_text_atomic(card, text.replace(REPO_PLACEHOLDER, repo_id))
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     if revision and revision != "main" and not create_pr:

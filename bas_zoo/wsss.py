@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ._io import atomic_target
 from .data.transforms import collate
 from .evaluation import denormalize, eval_autocast, eval_batches
 from .metrics import SegMetrics
@@ -334,14 +335,11 @@ def save_palette_png(path: str | os.PathLike, mask: np.ndarray, palette: np.ndar
 
     Readers that open the PNG with ``np.asarray(PIL.Image.open(p))`` get the label ids back.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     image = PIL.Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="P")
     image.putpalette((voc_palette() if palette is None else palette).reshape(-1).tolist())
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_target(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
 
 
 def colorize(mask: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
@@ -401,12 +399,9 @@ def save_seed_grid(
             [cv2.resize(p, (cell, cell), interpolation=cv2.INTER_NEAREST) for p in panels], 1
         )
         canvas.paste(PIL.Image.fromarray(row), (0, header + i * cell))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_target(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return Path(path)
 
 
 def _blend(image: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:

@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 import bas_zoo
+from bas_zoo._io import atomic_target, write_text_atomic
 from bas_zoo.data import load_mask, load_rgb, load_wsol_dataset
 from bas_zoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from bas_zoo.metrics import SegMetrics
@@ -141,9 +142,7 @@ class SeedMaker:
 
 # ------------------------------------------------------------------------------------------- files
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -160,10 +159,8 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
 
 
 def save_sweep(path: Path, metrics: SegMetrics, done: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, confusion=metrics.confusion, done=np.asarray(done, dtype=str))
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------- steps

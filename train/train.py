@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 import bas_zoo
+from bas_zoo._io import atomic_target, write_text_atomic
 from bas_zoo.config import ConfigError, TrainConfig, config_to_dict, load_config
 from bas_zoo.data.loading import load_wsol_dataset
 from bas_zoo.data.transforms import collate, eval_transform, train_transform, with_transform
@@ -217,17 +218,8 @@ def save_best(accelerator: Accelerator, step_module: nn.Module, path: Path) -> N
         weights = {
             k.removeprefix("model."): v.contiguous() for k, v in state.items() if k.startswith("model.")
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(weights, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        with atomic_target(path) as tmp:
+            save_file(weights, str(tmp), metadata={"format": "pt"})
 
 
 # ------------------------------------------------------------------------------------ one run
