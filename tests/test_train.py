@@ -88,6 +88,15 @@ def _run_in_process(out: Path, *extra: str) -> dict:
     return train_script.main(["--output-dir", str(out), *TINY, *extra])
 
 
+def _evaluate_on_tiny_test(model_dir: Path) -> dict:
+    """train/evaluate.py's GT-known metrics of a saved model on the tiny dataset's test split, on CPU."""
+    _reset_accelerate()
+    spec = TINY[0].split("=", 1)[1]
+    return evaluate_script.main(
+        ["--model", str(model_dir), "--dataset", spec, "--gt-class", "--device", "cpu"]
+    )
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model" / "model.safetensors"))
 
@@ -132,18 +141,7 @@ def test_run_writes_metrics_model_and_grid(reference: Path) -> None:
     # The exported folder reloads and evaluate.py reproduces the test metrics from it.
     model = bas_zoo.BASModel.from_pretrained(reference / "model")
     assert torch.equal(model.state_dict()["generator.weight"], _weights(reference)["generator.weight"])
-    _reset_accelerate()
-    again = evaluate_script.main(
-        [
-            "--model",
-            str(reference / "model"),
-            "--dataset",
-            TINY[0].split("=", 1)[1],
-            "--gt-class",
-            "--device",
-            "cpu",
-        ]
-    )
+    again = _evaluate_on_tiny_test(reference / "model")
     assert again == pytest.approx(metrics)
 
 
@@ -244,18 +242,7 @@ def test_two_processes_match_one_and_only_main_writes(env: dict[str, str], tmp_p
     assert "on 2 x cpu" in proc.stdout
     # Test metrics of the 2-process run (sharded and reduced) == one process on the same data and model.
     metrics = json.loads((out / "metrics.json").read_text())
-    _reset_accelerate()
-    single = evaluate_script.main(
-        [
-            "--model",
-            str(out / "model"),
-            "--dataset",
-            TINY[0].split("=", 1)[1],
-            "--gt-class",
-            "--device",
-            "cpu",
-        ]
-    )
+    single = _evaluate_on_tiny_test(out / "model")
     assert single == metrics
     # Per-process files are the RNG states in checkpoints, nothing else.
     checkpoint = sorted((out / "checkpoints").glob("step_*"))[-1]
