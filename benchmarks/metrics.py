@@ -3,7 +3,9 @@
 * MaxBoxAccV2 (interval 0.01 by default): the reference thresholds every uint8 map at every CAM
   threshold and runs ``cv2.findContours(RETR_TREE)`` + ``cv2.boundingRect`` on every contour, then
   IoU against the GT boxes, as clovaai/wsolevaluation does; ours is ``bas_zoo.metrics`` (``box_hits``,
-  which WSOLMetrics.update calls). Both include map normalization and run single-threaded.
+  which WSOLMetrics.update calls), timed for V2 alone (the goal) and with V1 too (what
+  WSOLMetrics.update computes: V1 traces the thresholds where the largest contour must be known).
+  Both include map normalization and run single-threaded.
 * PxAP (interval 0.001 by default): the reference histograms every image's positive / negative
   scores with ``np.histogram``; ours bins whole batches (``pixel_histograms``).
 
@@ -11,7 +13,7 @@ Maps are BAS-like: a low-resolution (size / 8) field of smoothed noise plus one 
 bumps, through a sigmoid, bilinearly upsampled (the way BAS maps are made); GT boxes surround the
 strongest bumps, jittered. ``identical`` compares every hit count / histogram bin. Reference and
 streaming run alternately on chunks of 100 maps, so both see the same (possibly shared) machine load.
-``traced_threshold_fraction`` is the share of thresholds that still need contour tracing.
+``v1_traced_fraction`` is the share of (map, threshold) pairs V1 still traces.
 
     python benchmarks/metrics.py                 # 1,000 maps of 224 x 224
     python benchmarks/metrics.py --n 50 --size 64
@@ -30,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from bas_zoo.localize import normalize_maps
-from bas_zoo.metrics._boxes import _certificates, box_hits, cam_thresholds, cut_levels, scoremaps_uint8
+from bas_zoo.metrics._boxes import box_hits, cam_thresholds, contour_box_ious
 from bas_zoo.metrics._pixels import pixel_histograms, pxap_edges, pxap_from_histograms
 
 
@@ -91,8 +93,12 @@ def _normalize(cam: np.ndarray) -> np.ndarray:
     return cam
 
 
-def reference_maxboxacc(maps, gts, thresholds, iou_thresholds) -> np.ndarray:
-    """wsolevaluation BoxEvaluator (multi_contour_eval=True): per-threshold contour boxes, hit counts."""
+def reference_maxboxacc(maps, gts, thresholds, iou_thresholds, largest: bool = False) -> np.ndarray:
+    """wsolevaluation BoxEvaluator: per-threshold contour boxes, hit counts.
+
+    multi_contour_eval=True (V2: every contour) by default; ``largest=True`` keeps only the contour of
+    largest ``cv2.contourArea`` (V1, multi_contour_eval=False).
+    """
     hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
     for cam, gt in zip(maps, gts, strict=True):
         scoremap = _normalize(cam)
@@ -106,6 +112,8 @@ def reference_maxboxacc(maps, gts, thresholds, iou_thresholds) -> np.ndarray:
                 boxes.append([0, 0, 0, 0])
                 counts.append(1)
                 continue
+            if largest:
+                contours = [max(contours, key=cv2.contourArea)]
             for c in contours:
                 x, y, bw, bh = cv2.boundingRect(c)
                 boxes.append([x, y, min(x + bw, w - 1), min(y + bh, h - 1)])
@@ -142,11 +150,11 @@ def reference_histograms(maps, masks, edges) -> tuple[np.ndarray, np.ndarray]:
 # ---- streaming ----------------------------------------------------------------------------------
 
 
-def streaming_maxboxacc(maps, gts, thresholds, iou_thresholds, batch_size) -> np.ndarray:
+def streaming_maxboxacc(maps, gts, thresholds, iou_thresholds, batch_size, largest=False) -> np.ndarray:
     hits = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
     for s in range(0, len(maps), batch_size):
-        u8 = scoremaps_uint8(normalize_maps(maps[s : s + batch_size]))
-        hits += box_hits(u8, gts[s : s + batch_size], thresholds, iou_thresholds)[0]
+        sl = slice(s, s + batch_size)
+        hits += box_hits(maps[sl], gts[sl], thresholds, iou_thresholds, largest=largest)[0]
     return hits
 
 
@@ -160,30 +168,23 @@ def streaming_histograms(maps, masks, edges, batch_size) -> tuple[np.ndarray, np
     return pos, neg
 
 
-def untimed_traced_fraction(maps, thresholds) -> float:
-    """Share of distinct cut levels that need contour tracing (not proved single-component)."""
-    traced = total = 0
-    for u8 in scoremaps_uint8(normalize_maps(maps)):
-        cuts = np.unique(cut_levels(thresholds, int(u8.max())))
-        c = _certificates(u8, cuts)
-        traced += int(np.count_nonzero(~(c.single | (c.n_fg == 0))))
-        total += len(cuts)
-    return traced / max(total, 1)
+def untimed_v1_traced_fraction(maps, gts, thresholds) -> float:
+    """Share of (map, threshold) pairs whose V1 box is traced: a box reaches IoU 0.5, several contours."""
+    _, best, count = contour_box_ious(maps, gts, thresholds)
+    return float(np.mean((best >= 0.5) & (count > 1)))
 
 
-def _interleaved(n: int, chunk: int, ref_fn, ours_fn) -> tuple[list, list, float, float]:
-    """Run reference and streaming chunk by chunk, alternating, so both see the same machine load."""
-    ref_out, ours_out, t_ref, t_ours = [], [], 0.0, 0.0
+def _interleaved(n: int, chunk: int, *fns) -> tuple[list[list], list[float]]:
+    """Run the functions chunk by chunk, alternating, so all see the same machine load."""
+    outs: list[list] = [[] for _ in fns]
+    times = [0.0] * len(fns)
     for s in range(0, n, chunk):
         sl = slice(s, min(n, s + chunk))
-        t0 = time.perf_counter()
-        ref_out.append(ref_fn(sl))
-        t1 = time.perf_counter()
-        ours_out.append(ours_fn(sl))
-        t2 = time.perf_counter()
-        t_ref += t1 - t0
-        t_ours += t2 - t1
-    return ref_out, ours_out, t_ref, t_ours
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[i].append(fn(sl))
+            times[i] += time.perf_counter() - t0
+    return outs, times
 
 
 def main() -> None:
@@ -202,26 +203,33 @@ def main() -> None:
     iou_thresholds = (30, 50, 70)
     thresholds = cam_thresholds(args.interval)
     chunk = max(args.batch_size, 100)
-    ref_parts, our_parts, t_ref, t_ours = _interleaved(
+    (ref_parts, our_parts, both_parts), (t_ref, t_ours, t_both) = _interleaved(
         args.n,
         chunk,
         lambda sl: reference_maxboxacc(maps[sl], gts[sl], thresholds, iou_thresholds),
         lambda sl: streaming_maxboxacc(maps[sl], gts[sl], thresholds, iou_thresholds, args.batch_size),
+        lambda sl: box_hits(maps[sl], gts[sl], thresholds, iou_thresholds),
     )
     ref_hits, hits = sum(ref_parts), sum(our_parts)
+    ref_v1 = reference_maxboxacc(maps, gts, thresholds, (50,), largest=True)[0]  # untimed
     acc = 100.0 * hits / args.n
-    traced = untimed_traced_fraction(maps, thresholds)
     box = {
         "reference_s": round(t_ref, 3),
         "streaming_s": round(t_ours, 3),
         "speedup": round(t_ref / t_ours, 2),
         "identical": bool(np.array_equal(hits, ref_hits)),
         "maxboxacc_v2": round(float(acc.max(axis=1).mean()), 4),
-        "traced_threshold_fraction": round(traced, 3),
+        "with_v1_s": round(t_both, 3),
+        "with_v1_speedup": round(t_ref / t_both, 2),
+        "v1_identical": bool(
+            np.array_equal(sum(p[0] for p in both_parts), ref_hits)
+            and np.array_equal(sum(p[1] for p in both_parts), ref_v1)
+        ),
+        "v1_traced_fraction": round(untimed_v1_traced_fraction(maps, gts, thresholds), 4),
     }
 
     edges = pxap_edges(cam_thresholds(args.pxap_interval))
-    ref_parts, our_parts, t_ref_px, t_px = _interleaved(
+    (ref_parts, our_parts), (t_ref_px, t_px) = _interleaved(
         args.n,
         chunk,
         lambda sl: reference_histograms(maps[sl], masks[sl], edges),

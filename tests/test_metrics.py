@@ -12,7 +12,7 @@ import torch
 from scipy import ndimage
 
 from bas_zoo.metrics import EVALUATE_MODULES, SegMetrics, WSOLMetrics
-from bas_zoo.metrics._boxes import cam_thresholds, threshold_boxes
+from bas_zoo.metrics._boxes import cam_thresholds, contour_box_ious, largest_contour_box
 from bas_zoo.metrics._pixels import pixel_histograms, pxap_edges, score_bins
 
 # ---- references --------------------------------------------------------------------------------
@@ -152,10 +152,11 @@ def test_hole_box_counts_for_v2_not_v1():
     m = np.zeros((12, 12), dtype=np.float32)
     m[2:9, 2:9] = 1.0
     m[4:7, 4:7] = 0.0  # hole rows/cols 4..6 -> hole box [3, 3, min(6 + 2, 11), min(6 + 2, 11)]
-    boxes, level, largest = threshold_boxes((m * 255).astype(np.uint8), np.array([0, 100]))
-    for k in (0, 1):
-        assert sorted(boxes[level == k].tolist()) == [[2, 2, 9, 9], [3, 3, 8, 8]]
-    np.testing.assert_array_equal(largest, [[2, 2, 9, 9], [2, 2, 9, 9]])
+    thresholds = np.array([0.0, 0.5])
+    for box in ([2, 2, 9, 9], [3, 3, 8, 8]):  # outer contour, hole contour: both exact
+        u8, best, count = contour_box_ious(m[None], [np.array([box])], thresholds)
+        assert best.tolist() == [[1.0, 1.0]] and count.tolist() == [[2, 2]]
+    assert largest_contour_box(u8[0], 0) == [2, 2, 9, 9]
     metric = WSOLMetrics()
     metric.update(m[None], [np.array([[3, 3, 8, 8]])])
     out = metric.compute()
@@ -195,8 +196,11 @@ def test_tie_at_cut_is_background():
     m = np.array([[0.0, 0.5, 1.0]], dtype=np.float32).repeat(3, axis=0)
     u8 = (m * 255).astype(np.uint8)
     assert u8[0].tolist() == [0, 127, 255]
-    boxes, level, _ = threshold_boxes(u8, np.array([126, 127]))
-    assert boxes[level == 0].tolist() == [[1, 0, 2, 2]] and boxes[level == 1].tolist() == [[2, 0, 2, 2]]
+    thresholds = np.array([0.495, 0.5])  # cuts int(126.2) = 126 and 127
+    _, best, _ = contour_box_ious(m[None], [np.array([[1, 0, 2, 2]])], thresholds)
+    assert best[0, 0] == 1.0 and best[0, 1] < 1.0
+    _, best, _ = contour_box_ious(m[None], [np.array([[2, 0, 2, 2]])], thresholds)
+    assert best[0, 0] < 1.0 and best[0, 1] == 1.0
 
 
 def test_gt_known_strict_vs_non_strict():
@@ -234,19 +238,51 @@ def test_image_without_gt_never_hits():
 # ---- MaxBoxAcc: agreement with the straightforward reference -----------------------------------
 
 
-def test_threshold_boxes_match_reference_box_sets():
+def noise_maps(n, rng):
+    """Blurred noise quantized to a few levels: many components, holes, islands in holes, diagonals."""
+    out = []
+    for i in range(n):
+        h, w = (int(v) for v in rng.integers(2, 40, size=2))
+        m = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.0, 1.5))
+        out.append((np.round(m * 40) if i % 2 else m).astype(np.float32))
+    return out
+
+
+def test_contour_box_ious_match_reference_contours():
+    """Best IoU and number of contours equal cv2.findContours(RETR_TREE) at every threshold."""
     rng = np.random.default_rng(0)
     thresholds = cam_thresholds(0.01)
-    for m in blob_maps(20, rng):
+    maps = blob_maps(12, rng) + noise_maps(60, rng)
+    for m in maps:
+        gt = random_gt(m.shape, rng) if min(m.shape) > 2 else np.array([[0, 0, 1, 1]])
+        u8, best, count = contour_box_ious(m[None], [gt], thresholds)
         s = ref_normalize(m)
-        u8 = (s * 255).astype(np.uint8)
-        cuts = np.unique((thresholds * u8.max()).astype(np.int64))
-        boxes, level, largest = threshold_boxes(u8, cuts)
-        for t in thresholds:
-            k = int(np.searchsorted(cuts, int(t * np.max(u8))))
+        np.testing.assert_array_equal(u8[0], (s * 255).astype(np.uint8))
+        for k, t in enumerate(thresholds):
+            binary = cv2.threshold(u8[0], int(t * np.max(u8[0])), 255, cv2.THRESH_BINARY)[1]
+            n_contours = len(cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0])
             ref_all, ref_largest = ref_boxes_at(s, t)
-            assert sorted(boxes[level == k].tolist()) == sorted(ref_all), t
-            assert largest[k].tolist() == ref_largest, t
+            assert best[0, k] == ref_iou(ref_all, gt).max(), (m.shape, t)
+            assert count[0, k] == max(n_contours, 1), (m.shape, t)
+            assert largest_contour_box(u8[0], int(t * np.max(u8[0]))) == ref_largest
+
+
+def test_contour_box_ious_batches_and_bad_input():
+    rng = np.random.default_rng(1)
+    maps = np.stack([m[:30, :30] for m in blob_maps(5, rng, size_range=(30, 31))])
+    gts = [random_gt((30, 30), rng) for _ in maps]
+    thresholds = cam_thresholds(0.05)
+    u8, best, count = contour_box_ious(maps, gts, thresholds)
+    for i in range(len(maps)):  # a batch equals its maps one by one, float64 input included
+        one = contour_box_ious(maps[i : i + 1].astype(np.float64), gts[i : i + 1], thresholds)
+        np.testing.assert_array_equal(one[1][0], best[i])
+        np.testing.assert_array_equal(one[2][0], count[i])
+    _, best, _ = contour_box_ious(maps[:1], [np.zeros((0, 4))], thresholds)
+    assert np.all(best == -np.inf)
+    with pytest.raises(ValueError, match="non-decreasing in"):
+        contour_box_ious(maps, gts, thresholds[::-1])
+    with pytest.raises(ValueError, match="GT box arrays"):
+        contour_box_ious(maps, gts[:2], thresholds)
 
 
 @pytest.mark.parametrize("interval", [0.01, 0.05])

@@ -20,7 +20,7 @@ import torch
 
 from ..localize import boxes_from_map, normalize_maps
 from ._arrays import ArrayLike, to_numpy
-from ._boxes import box_hits, cam_thresholds, inclusive_iou, scoremaps_uint8
+from ._boxes import box_hits, cam_thresholds, inclusive_iou
 from ._pixels import pixel_histograms, pxap_edges, pxap_from_histograms
 
 __all__ = ["WSOLMetrics"]
@@ -161,10 +161,11 @@ class WSOLMetrics:
         if len(gt_boxes) != b:
             raise ValueError(f"got {len(gt_boxes)} GT box arrays for {b} maps")
         # the references run on float32 maps
-        norm = normalize_maps(m.astype(np.float32, copy=False))
+        m = m.astype(np.float32, copy=False)
+        norm = normalize_maps(m)
         gts = [_gt_array(g) for g in gt_boxes]
 
-        v2_hits, v1_hits = box_hits(scoremaps_uint8(norm), gts, self.thresholds, self.iou_thresholds)
+        v2_hits, v1_hits = box_hits(m, gts, self.thresholds, self.iou_thresholds)
         self.box_v2_hits += v2_hits
         self.box_v1_hits += v1_hits
 

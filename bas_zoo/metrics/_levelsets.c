@@ -1,0 +1,419 @@
+/*
+ * Best contour-box IoU at every CAM threshold of a score map: wsolevaluation's MaxBoxAccV2 boxes,
+ * without contour tracing.
+ *
+ * wsolevaluation normalizes each map, converts it to uint8, thresholds it at every CAM threshold and
+ * takes the bounding rectangle of every contour cv2.findContours(RETR_TREE) returns. Those
+ * rectangles are exactly
+ *   - the bounding box of every 8-connected foreground component (its outer border), and
+ *   - the bounding box, grown by one pixel on each side, of every 4-connected background component
+ *     that does not touch the image border (a hole: its border runs through the foreground pixels
+ *     around it),
+ * each stored as [x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1)] (x1, y1 the last contour pixel).
+ * tests/test_metrics.py checks this against OpenCV on random images.
+ *
+ * So per threshold we only need connected components and their boxes, not contours. Foreground
+ * grows as the threshold falls: pixels are sorted by level once (counting sort), each level adds its
+ * new pixels to a bit-packed foreground, and the level is labelled run by run (runs come from
+ * the bit words, so a level costs in proportion to its runs, not its pixels). A level that adds no
+ * pixel repeats the one above. The IoU arithmetic is wsolevaluation's (float64, inclusive pixel
+ * areas), so every value is bit-identical to the reference.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int32_t x0, y0, x1, y1;
+} Box;
+
+/* a horizontal run [start, end] of one row at one level, and its union-find state */
+typedef struct {
+    int32_t start, end, row, level, parent;
+    int32_t border; /* background runs: reaches the image border */
+} Run;
+
+typedef struct {
+    Run *runs;
+    size_t n, cap;
+} RunList;
+
+typedef struct {
+    int32_t width, height, words; /* words: 64-bit words per bit-packed row */
+    uint64_t *bits;               /* pixels of the current row per level, (levels + 1) x words */
+    uint8_t *row_level;           /* level of each pixel of the current row */
+    RunList fg, gaps;             /* foreground runs and background runs between two of them */
+    Box *box;
+    size_t box_cap;
+    int failed; /* out of memory */
+} Workspace;
+
+/* room for extra more runs, so the row loops need no checks */
+static int reserve(Workspace *w, RunList *list, size_t extra) {
+    if (list->n + extra <= list->cap) return 1;
+    size_t cap = list->cap ? 2 * list->cap : 4096;
+    while (cap < list->n + extra) cap *= 2;
+    Run *grown = realloc(list->runs, sizeof(Run) * cap);
+    if (!grown) {
+        w->failed = 1;
+        return 0;
+    }
+    list->runs = grown;
+    list->cap = cap;
+    return 1;
+}
+
+static int32_t find_root(Run *runs, int32_t a) {
+    while (runs[a].parent != a) {
+        runs[a].parent = runs[runs[a].parent].parent;
+        a = runs[a].parent;
+    }
+    return a;
+}
+
+/* link the later root under the earlier, so a component's root is its first run in raster order */
+static void unite(Run *runs, int32_t a, int32_t b) {
+    a = find_root(runs, a);
+    b = find_root(runs, b);
+    if (a < b)
+        runs[b].parent = a;
+    else if (b < a)
+        runs[a].parent = b;
+}
+
+/* union the runs of two consecutive rows that touch: 8-adjacency (slack 1) or 4-adjacency (slack 0) */
+static void link_rows(Run *runs, int32_t a, int32_t a_end, int32_t b, int32_t b_end, int32_t slack) {
+    while (a < a_end && b < b_end) {
+        if (runs[a].end + slack < runs[b].start)
+            a++;
+        else if (runs[b].end + slack < runs[a].start)
+            b++;
+        else {
+            unite(runs, a, b);
+            if (runs[a].end < runs[b].end)
+                a++;
+            else
+                b++;
+        }
+    }
+}
+
+/* max over the GT boxes of wsolevaluation's inclusive IoU (float64, same operation order) */
+static double best_iou(const Box *b, const double *gt, Py_ssize_t n_gt) {
+    double best = 0.0;
+    double bx0 = b->x0, by0 = b->y0, bx1 = b->x1, by1 = b->y1;
+    double area_b = (bx1 - bx0 + 1.0) * (by1 - by0 + 1.0);
+    for (Py_ssize_t g = 0; g < n_gt; g++) {
+        double gx0 = gt[4 * g], gy0 = gt[4 * g + 1], gx1 = gt[4 * g + 2], gy1 = gt[4 * g + 3];
+        double iw = (bx1 < gx1 ? bx1 : gx1) - (bx0 > gx0 ? bx0 : gx0) + 1.0;
+        double ih = (by1 < gy1 ? by1 : gy1) - (by0 > gy0 ? by0 : gy0) + 1.0;
+        double inter = iw > 0.0 ? iw : 0.0;
+        inter *= ih > 0.0 ? ih : 0.0;
+        double denom = area_b + (gx1 - gx0 + 1.0) * (gy1 - gy0 + 1.0) - inter;
+        double iou = denom > 0.0 ? inter / denom : 0.0;
+        if (iou > best) best = iou;
+    }
+    return best;
+}
+
+/* foreground runs of a bit-packed row, appended at runs (start and end columns); returns their number */
+static int32_t row_runs(const uint64_t *bits, int32_t words, Run *runs) {
+    int32_t n_start = 0, n_end = 0;
+    uint64_t carry = 0; /* last bit of the previous word */
+    for (int32_t i = 0; i < words; i++) {
+        uint64_t b = bits[i], next = i + 1 < words ? bits[i + 1] & 1 : 0;
+        uint64_t starts = b & ~((b << 1) | carry), ends = b & ~((b >> 1) | (next << 63));
+        carry = b >> 63;
+        for (; starts; starts &= starts - 1) runs[n_start++].start = i * 64 + __builtin_ctzll(starts);
+        for (; ends; ends &= ends - 1) runs[n_end++].end = i * 64 + __builtin_ctzll(ends);
+    }
+    return n_start;
+}
+
+/*
+ * Fold every component of a run list into its level's best IoU and contour count. Holes
+ * (hole = 1) count only off the border, with the box grown by one pixel as the hole's contour has it.
+ */
+static void score_components(Workspace *w, RunList *list, int hole, const double *gt, Py_ssize_t n_gt,
+                             double *best, int64_t *count) {
+    Run *runs = list->runs;
+    int32_t n = (int32_t)list->n;
+    if (w->box_cap < list->n) {
+        free(w->box);
+        w->box = malloc(sizeof(Box) * list->n);
+        w->box_cap = w->box ? list->n : 0;
+        if (!w->box) {
+            w->failed = 1;
+            return;
+        }
+    }
+    Box *box = w->box;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t r = find_root(runs, i);
+        if (r == i) {
+            box[i].x0 = runs[i].start;
+            box[i].x1 = runs[i].end;
+            box[i].y0 = box[i].y1 = runs[i].row;
+            continue;
+        }
+        if (runs[i].start < box[r].x0) box[r].x0 = runs[i].start;
+        if (runs[i].end > box[r].x1) box[r].x1 = runs[i].end;
+        box[r].y1 = runs[i].row; /* rows ascend */
+        runs[r].border |= runs[i].border;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        if (runs[i].parent != i || (hole && runs[i].border)) continue;
+        Box b = box[i];
+        b.x0 -= hole;
+        b.y0 -= hole;
+        b.x1 = b.x1 + hole + 1 < w->width - 1 ? b.x1 + hole + 1 : w->width - 1;
+        b.y1 = b.y1 + hole + 1 < w->height - 1 ? b.y1 + hole + 1 : w->height - 1;
+        double iou = best_iou(&b, gt, n_gt);
+        int32_t k = runs[i].level;
+        if (iou > best[k]) best[k] = iou;
+        count[k]++;
+    }
+}
+
+/* reference normalization + uint8: (m - min) / (max - min) * 255 truncated, float32; NaN or flat -> 0.
+ * Also notes which uint8 values occur. Loops kept simple enough to vectorize. */
+static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out, uint8_t seen[256]) {
+    float lo = map[0], hi = map[0];
+    int nan = 0;
+    for (Py_ssize_t i = 0; i < pixels; i++) {
+        float v = map[i];
+        nan |= v != v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    float range = hi - lo;
+    memset(seen, 0, 256);
+    if (nan || !(range > 0.0f)) {
+        memset(out, 0, (size_t)pixels);
+        seen[0] = 1;
+        return 0;
+    }
+    if (isfinite(range)) {
+        for (Py_ssize_t i = 0; i < pixels; i++) out[i] = (uint8_t)((map[i] - lo) / range * 255.0f);
+    } else { /* infinite values: inf / inf is NaN, which the reference's uint8 cast turns into 0 */
+        for (Py_ssize_t i = 0; i < pixels; i++) {
+            float v = (map[i] - lo) / range * 255.0f;
+            out[i] = v == v ? (uint8_t)v : 0;
+        }
+    }
+    uint8_t top = 0;
+    for (Py_ssize_t i = 0; i < pixels; i++) top = out[i] > top ? out[i] : top;
+    for (Py_ssize_t i = 0; i < pixels; i++) seen[out[i]] = 1;
+    return top;
+}
+
+/*
+ * Runs of one row at every level, linked to the row above. Per level we keep where the previous
+ * row's foreground runs and gaps start and end in the run lists; a level the previous row had no
+ * foreground at is a row of background touching the border.
+ */
+typedef struct {
+    int32_t row, fg_first, fg_end, gap_first, gap_end;
+} RowRuns;
+
+static void mark_border(RunList *gaps, int32_t first, int32_t end) {
+    for (int32_t i = first; i < end; i++) gaps->runs[i].border = 1;
+}
+
+static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_level, const uint8_t *active,
+                     RowRuns *prev) {
+    int32_t words = w->words, width = w->width, last_row = w->height - 1;
+    size_t most = (size_t)top_level * (size_t)(width / 2 + 1);
+    if (!reserve(w, &w->fg, most) || !reserve(w, &w->gaps, most)) return;
+    uint64_t cur[1024];
+    memset(cur, 0, sizeof(uint64_t) * (size_t)words);
+    for (int32_t q = top_level; q >= 1; q--) {
+        if (q >= low_level) { /* the row's pixels of this level join (bits below low_level are stale) */
+            const uint64_t *add = w->bits + (size_t)q * (size_t)words;
+            for (int32_t i = 0; i < words; i++) cur[i] |= add[i];
+        }
+        int32_t k = q - 1;
+        if (!active[k]) continue;
+        RowRuns *p = &prev[k];
+        int32_t above = p->row == y - 1;
+        Run *fg = w->fg.runs;
+        int32_t first = (int32_t)w->fg.n, n = row_runs(cur, words, fg + first), end = first + n;
+        for (int32_t i = first; i < end; i++) {
+            fg[i].row = y;
+            fg[i].level = k;
+            fg[i].parent = i;
+            fg[i].border = 0;
+        }
+        w->fg.n = (size_t)end;
+        if (above) link_rows(fg, p->fg_first, p->fg_end, first, end, 1);
+        /* background between two runs of this row; it reaches the border through the row above
+         * if that row's background left of its first run or right of its last run touches it */
+        Run *gaps = w->gaps.runs;
+        int32_t gap_first = (int32_t)w->gaps.n, gap_end = gap_first + n - 1;
+        int32_t lead = above ? fg[p->fg_first].start : width, trail = above ? fg[p->fg_end - 1].end : -1;
+        int32_t edge = y == 0 || y == last_row || !above;
+        for (int32_t i = 1; i < n; i++) {
+            int32_t s = fg[first + i - 1].end + 1, e = fg[first + i].start - 1;
+            gaps[gap_first + i - 1] = (Run){s, e, y, k, gap_first + i - 1, edge || s < lead || e > trail};
+        }
+        w->gaps.n = (size_t)gap_end;
+        if (above && p->gap_end > p->gap_first) {
+            /* the row above's gaps reach the border through this row's outer background */
+            int32_t my_lead = fg[first].start, my_trail = fg[end - 1].end;
+            for (int32_t i = p->gap_first; i < p->gap_end; i++)
+                gaps[i].border |= gaps[i].start < my_lead || gaps[i].end > my_trail;
+            if (gap_end > gap_first) link_rows(gaps, p->gap_first, p->gap_end, gap_first, gap_end, 0);
+        }
+        *p = (RowRuns){y, first, end, gap_first, gap_end};
+    }
+}
+
+static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_t seen[256], const double *thresholds,
+                      Py_ssize_t n_thr,
+                      const double *gt, Py_ssize_t n_gt, double *out_best, int64_t *out_count) {
+    int32_t width = w->width, height = w->height, words = w->words;
+    /* cut per threshold, int(t * max) as cv2.threshold receives it; non-decreasing in t */
+    int32_t cuts[256], n_levels = 0, level_of[256];
+    for (int v = 0; v < 256; v++) level_of[v] = -1;
+    for (Py_ssize_t i = 0; i < n_thr; i++) {
+        int32_t c = (int32_t)(int64_t)(thresholds[i] * (double)top);
+        if (level_of[c] < 0) {
+            level_of[c] = n_levels;
+            cuts[n_levels++] = c;
+        }
+    }
+    /* level of a pixel value: number of cuts below it (foreground at level k iff k < lut[v]) */
+    uint8_t lut[256];
+    for (int32_t v = 0, k = 0; v < 256; v++) {
+        while (k < n_levels && cuts[k] < v) k++;
+        lut[v] = (uint8_t)k;
+    }
+    /* a level whose cut no pixel value sits just above has the foreground of the level above */
+    uint8_t present[257] = {0}, active[256];
+    for (int32_t v = 0; v < 256; v++) present[lut[v]] |= seen[v];
+    for (int32_t k = 0; k < n_levels; k++) active[k] = present[k + 1];
+    RowRuns prev[256];
+    for (int32_t k = 0; k < n_levels; k++) prev[k].row = -2;
+    w->fg.n = w->gaps.n = 0;
+    for (int32_t y = 0; y < height && !w->failed; y++) {
+        const uint8_t *row = u8 + (Py_ssize_t)y * width;
+        int32_t lo = 255, hi = 0;
+        for (int32_t x = 0; x < width; x++) {
+            int32_t q = lut[row[x]];
+            w->row_level[x] = (uint8_t)q;
+            lo = q < lo ? q : lo;
+            hi = q > hi ? q : hi;
+        }
+        memset(w->bits + lo * words, 0, sizeof(uint64_t) * (size_t)((hi - lo + 1) * words));
+        for (int32_t x = 0; x < width; x++) w->bits[w->row_level[x] * words + (x >> 6)] |= 1ULL << (x & 63);
+        /* the row above's gaps at levels this row has no foreground at touch its border background */
+        for (int32_t k = hi; k < n_levels; k++)
+            if (prev[k].row == y - 1) mark_border(&w->gaps, prev[k].gap_first, prev[k].gap_end);
+        scan_row(w, y, lo, hi, active, prev);
+    }
+    if (w->failed) return;
+    double level_best[256];
+    int64_t level_count[256];
+    for (int32_t k = 0; k < n_levels; k++) {
+        level_best[k] = 0.0;
+        level_count[k] = 0;
+    }
+    score_components(w, &w->fg, 0, gt, n_gt, level_best, level_count);
+    score_components(w, &w->gaps, 1, gt, n_gt, level_best, level_count);
+    for (int32_t k = n_levels - 1; k >= 0; k--) {
+        if (active[k]) continue;
+        if (k < n_levels - 1) { /* same foreground as the level above */
+            level_best[k] = level_best[k + 1];
+            level_count[k] = level_count[k + 1];
+        } else { /* no foreground: wsolevaluation's single box [0, 0, 0, 0] */
+            Box zero = {0, 0, 0, 0};
+            level_best[k] = best_iou(&zero, gt, n_gt);
+            level_count[k] = 1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n_thr; i++) {
+        int32_t k = level_of[(int32_t)(int64_t)(thresholds[i] * (double)top)];
+        out_best[i] = level_best[k];
+        out_count[i] = level_count[k];
+    }
+}
+
+static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer maps, thresholds, gt, gt_offsets, out_u8, out_best, out_count;
+    Py_ssize_t n_maps, height, width;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*nnn", &maps, &thresholds, &gt, &gt_offsets, &out_u8, &out_best,
+                          &out_count, &n_maps, &height, &width))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t pixels = height * width;
+    Py_ssize_t n_thr = thresholds.len / (Py_ssize_t)sizeof(double);
+    const int64_t *offsets = gt_offsets.buf;
+    const double *thr = thresholds.buf;
+    int ok = height >= 1 && width >= 1 && height < 65536 && width < 65536 && n_thr >= 1 &&
+             maps.len == (Py_ssize_t)sizeof(float) * n_maps * pixels && out_u8.len == n_maps * pixels &&
+             gt_offsets.len == (Py_ssize_t)sizeof(int64_t) * (n_maps + 1) &&
+             out_best.len == (Py_ssize_t)sizeof(double) * n_maps * n_thr &&
+             out_count.len == (Py_ssize_t)sizeof(int64_t) * n_maps * n_thr &&
+             offsets[n_maps] * 4 * (Py_ssize_t)sizeof(double) == gt.len;
+    for (Py_ssize_t i = 0; ok && i < n_thr; i++) ok = thr[i] >= 0.0 && thr[i] < 1.0 && (!i || thr[i] >= thr[i - 1]);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError,
+                        "contour_box_ious: buffer sizes do not match the shapes, or thresholds are not "
+                        "non-decreasing in [0, 1)");
+        goto done;
+    }
+    Workspace w = {0};
+    w.width = (int32_t)width;
+    w.height = (int32_t)height;
+    w.words = (int32_t)((width + 63) / 64);
+    w.bits = malloc(sizeof(uint64_t) * 257 * (size_t)w.words);
+    w.row_level = malloc((size_t)width);
+    if (!w.bits || !w.row_level) {
+        w.failed = 1;
+    } else {
+        Py_BEGIN_ALLOW_THREADS;
+        for (Py_ssize_t m = 0; m < n_maps && !w.failed; m++) {
+            uint8_t *u8 = (uint8_t *)out_u8.buf + m * pixels;
+            uint8_t seen[256];
+            uint8_t top = scoremap_uint8((const float *)maps.buf + m * pixels, pixels, u8, seen);
+            score_map(&w, u8, top, seen, thr, n_thr, (const double *)gt.buf + 4 * offsets[m],
+                      offsets[m + 1] - offsets[m], (double *)out_best.buf + m * n_thr,
+                      (int64_t *)out_count.buf + m * n_thr);
+        }
+        Py_END_ALLOW_THREADS;
+    }
+    free(w.bits);
+    free(w.row_level);
+    free(w.fg.runs);
+    free(w.gaps.runs);
+    free(w.box);
+    if (w.failed) {
+        PyErr_NoMemory();
+    } else {
+        result = Py_None;
+        Py_INCREF(result);
+    }
+done:
+    PyBuffer_Release(&maps);
+    PyBuffer_Release(&thresholds);
+    PyBuffer_Release(&gt);
+    PyBuffer_Release(&gt_offsets);
+    PyBuffer_Release(&out_u8);
+    PyBuffer_Release(&out_best);
+    PyBuffer_Release(&out_count);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"contour_box_ious", contour_box_ious, METH_VARARGS,
+     "contour_box_ious(maps, thresholds, gt, gt_offsets, out_u8, out_best, out_count, n_maps, height, width)\n"
+     "Per map: reference uint8 map, best IoU of any contour box and number of contours per threshold."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_levelsets", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__levelsets(void) { return PyModule_Create(&module); }
