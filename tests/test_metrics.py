@@ -154,7 +154,7 @@ def test_hole_box_counts_for_v2_not_v1():
     m[4:7, 4:7] = 0.0  # hole rows/cols 4..6 -> hole box [3, 3, min(6 + 2, 11), min(6 + 2, 11)]
     thresholds = np.array([0.0, 0.5])
     for box in ([2, 2, 9, 9], [3, 3, 8, 8]):  # outer contour, hole contour: both exact
-        u8, best, count = contour_box_ious(m[None], [np.array([box])], thresholds)
+        u8, best, count, _ = contour_box_ious(m[None], [np.array([box])], thresholds)
         assert best.tolist() == [[1.0, 1.0]] and count.tolist() == [[2, 2]]
     assert largest_contour_box(u8[0], 0) == [2, 2, 9, 9]
     metric = WSOLMetrics()
@@ -197,9 +197,9 @@ def test_tie_at_cut_is_background():
     u8 = (m * 255).astype(np.uint8)
     assert u8[0].tolist() == [0, 127, 255]
     thresholds = np.array([0.495, 0.5])  # cuts int(126.2) = 126 and 127
-    _, best, _ = contour_box_ious(m[None], [np.array([[1, 0, 2, 2]])], thresholds)
+    best = contour_box_ious(m[None], [np.array([[1, 0, 2, 2]])], thresholds).best
     assert best[0, 0] == 1.0 and best[0, 1] < 1.0
-    _, best, _ = contour_box_ious(m[None], [np.array([[2, 0, 2, 2]])], thresholds)
+    best = contour_box_ious(m[None], [np.array([[2, 0, 2, 2]])], thresholds).best
     assert best[0, 0] < 1.0 and best[0, 1] == 1.0
 
 
@@ -253,9 +253,10 @@ def test_contour_box_ious_match_reference_contours():
     rng = np.random.default_rng(0)
     thresholds = cam_thresholds(0.01)
     maps = blob_maps(12, rng) + noise_maps(60, rng)
+    settled_by_bounds = 0
     for m in maps:
         gt = random_gt(m.shape, rng) if min(m.shape) > 2 else np.array([[0, 0, 1, 1]])
-        u8, best, count = contour_box_ious(m[None], [gt], thresholds)
+        u8, best, count, v1 = contour_box_ious(m[None], [gt], thresholds)
         s = ref_normalize(m)
         np.testing.assert_array_equal(u8[0], (s * 255).astype(np.uint8))
         for k, t in enumerate(thresholds):
@@ -265,6 +266,10 @@ def test_contour_box_ious_match_reference_contours():
             assert best[0, k] == ref_iou(ref_all, gt).max(), (m.shape, t)
             assert count[0, k] == max(n_contours, 1), (m.shape, t)
             assert largest_contour_box(u8[0], int(t * np.max(u8[0]))) == ref_largest
+            if v1[0, k] != 2:  # settled without tracing: must be the reference's V1 hit
+                assert v1[0, k] == (ref_iou([ref_largest], gt).max() >= 0.5), (m.shape, t)
+        settled_by_bounds += int(np.sum((v1 == 1) & (count > 1)))
+    assert settled_by_bounds > 0  # the area bounds do settle V1 among several contours
 
 
 def test_contour_box_ious_batches_and_bad_input():
@@ -272,13 +277,12 @@ def test_contour_box_ious_batches_and_bad_input():
     maps = np.stack([m[:30, :30] for m in blob_maps(5, rng, size_range=(30, 31))])
     gts = [random_gt((30, 30), rng) for _ in maps]
     thresholds = cam_thresholds(0.05)
-    u8, best, count = contour_box_ious(maps, gts, thresholds)
+    batch = contour_box_ious(maps, gts, thresholds, threads=2)
     for i in range(len(maps)):  # a batch equals its maps one by one, float64 input included
-        one = contour_box_ious(maps[i : i + 1].astype(np.float64), gts[i : i + 1], thresholds)
-        np.testing.assert_array_equal(one[1][0], best[i])
-        np.testing.assert_array_equal(one[2][0], count[i])
-    _, best, _ = contour_box_ious(maps[:1], [np.zeros((0, 4))], thresholds)
-    assert np.all(best == -np.inf)
+        one = contour_box_ious(maps[i : i + 1].astype(np.float64), gts[i : i + 1], thresholds, threads=1)
+        for got, want in zip(one, batch, strict=True):
+            np.testing.assert_array_equal(got[0], want[i])
+    assert np.all(contour_box_ious(maps[:1], [np.zeros((0, 4))], thresholds).best == -np.inf)
     with pytest.raises(ValueError, match="non-decreasing in"):
         contour_box_ious(maps, gts, thresholds[::-1])
     with pytest.raises(ValueError, match="GT box arrays"):

@@ -10,20 +10,25 @@ compiled ``_levelsets`` module finds them for all thresholds of a map in one pas
 foreground's row runs at each level (see ``_levelsets.c``), and returns the best IoU and the number
 of contours per threshold. It also does the reference normalization, so Python only sees results.
 
-V1 needs the contour of largest polygon area, which components do not give. It only matters at
-thresholds where some contour box reaches IoU 0.5 and there is more than one contour; those few
-thresholds are traced with OpenCV exactly as the reference does. Everywhere else V1's hit follows
-from V2's result.
+V1 needs the contour of largest polygon area, which components do not give. It is settled without
+contours where no box reaches IoU 0.5, where every box does, or where a lower bound of a hitting
+contour's area beats an upper bound of every missing one (bounds from the components' boxes and
+2 x 2 windows); the remaining thresholds are traced with OpenCV exactly as the reference does.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
 import cv2
 import numpy as np
+import torch
 
 from ._levelsets import contour_box_ious as _contour_box_ious
 
 __all__ = [
+    "ContourScores",
     "box_hits",
     "cam_thresholds",
     "contour_box_ious",
@@ -39,16 +44,26 @@ def cam_thresholds(interval: float) -> np.ndarray:
     return np.arange(0, 1, interval)
 
 
+class ContourScores(NamedTuple):
+    """Per map and CAM threshold, what the reference's contours give (see ``contour_box_ious``)."""
+
+    u8: np.ndarray  # (B, H, W) the reference uint8 maps
+    best: np.ndarray  # (B, T) float64 best IoU of any contour box with any GT box
+    count: np.ndarray  # (B, T) int64 number of contours
+    v1: np.ndarray  # (B, T) int8 V1 hit at IoU 0.5: 0 no, 1 yes, 2 unknown until traced
+
+
 def contour_box_ious(
-    maps: np.ndarray, gt_boxes: list[np.ndarray], thresholds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reference uint8 maps, best contour-box IoU and number of contours per map and threshold.
+    maps: np.ndarray, gt_boxes: list[np.ndarray], thresholds: np.ndarray, threads: int | None = None
+) -> ContourScores:
+    """Best contour-box IoU, number of contours and V1's hit per map and CAM threshold.
 
     ``maps`` (B, H, W) are raw maps, normalized here as the reference does (float32 min-max, NaN or
-    constant -> zeros, ``uint8(m * 255)``). Returns ``(u8 (B, H, W), best (B, T) float64, count
-    (B, T) int64)``: the largest inclusive IoU of any RETR_TREE contour box with any of the image's
-    GT boxes (``-inf`` without GT boxes) and how many contours there are. A threshold without
-    foreground has the reference's single box ``[0, 0, 0, 0]``.
+    constant -> zeros, ``uint8(m * 255)``). ``best`` is the largest inclusive IoU of any RETR_TREE
+    contour box with any of the image's GT boxes (``-inf`` without GT boxes); a threshold without
+    foreground has the reference's single box ``[0, 0, 0, 0]``. ``v1`` is V1's hit where the contour
+    areas' bounds settle which contour is largest, else 2. Maps are split over ``threads`` (default:
+    torch's intra-op thread count); the compiled code releases the GIL.
     """
     m = np.ascontiguousarray(maps, dtype=np.float32)
     if m.ndim != 3:
@@ -61,13 +76,33 @@ def contour_box_ious(
     np.cumsum([len(g) for g in gts], out=offsets[1:])
     flat_gt = np.ascontiguousarray(np.concatenate(gts) if b else np.zeros((0, 4)), dtype=np.float64)
     thr = np.ascontiguousarray(thresholds, dtype=np.float64)
-    u8 = np.empty((b, h, w), dtype=np.uint8)
-    best = np.empty((b, len(thr)), dtype=np.float64)
-    count = np.empty((b, len(thr)), dtype=np.int64)
-    if b:
-        _contour_box_ious(m, thr, flat_gt, offsets, u8, best, count, b, h, w)
-    best[offsets[1:] == offsets[:-1]] = -np.inf
-    return u8, best, count
+    t = len(thr)
+    out = ContourScores(
+        np.empty((b, h, w), np.uint8), np.empty((b, t)), np.empty((b, t), np.int64), np.empty((b, t), np.int8)
+    )
+
+    def run(lo: int, hi: int) -> None:
+        gt_part = flat_gt[offsets[lo] : offsets[hi]]
+        _contour_box_ious(
+            m[lo:hi],
+            thr,
+            gt_part,
+            offsets[lo : hi + 1] - offsets[lo],
+            *(o[lo:hi] for o in out),
+            hi - lo,
+            h,
+            w,
+        )
+
+    n_threads = max(1, min(threads or torch.get_num_threads(), b))
+    bounds = np.linspace(0, b, n_threads + 1).astype(int)
+    if n_threads == 1:
+        run(0, b)
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(run, bounds[:-1], bounds[1:]))
+    out.best[offsets[1:] == offsets[:-1]] = -np.inf
+    return out
 
 
 def largest_contour_box(u8: np.ndarray, cut: int) -> list[int]:
@@ -107,24 +142,32 @@ def box_hits(
     thresholds: np.ndarray,
     iou_thresholds: tuple[int, ...],
     largest: bool = True,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """MaxBoxAcc hit counts of a batch: V2 (n_iou, n_thresholds) and V1 at IoU 0.5 (n_thresholds,).
 
     ``maps`` (B, H, W) are raw maps, ``gt_boxes`` B arrays (N_i, 4) of inclusive pixel boxes. A hit
     is ``best IoU >= delta / 100`` as in wsolevaluation. ``largest=False`` skips V1 (returns None).
     """
-    u8, best, count = contour_box_ious(maps, gt_boxes, thresholds)
+    scores = contour_box_ious(maps, gt_boxes, thresholds, threads)
     deltas = np.asarray(iou_thresholds, dtype=np.float64)[:, None, None] / 100
-    v2_hits = (best[None] >= deltas).sum(axis=1)
+    v2_hits = (scores.best[None] >= deltas).sum(axis=1)
     if not largest:
         return v2_hits, None
-    # V1 hits where some box reaches 0.5 and it is the only contour; trace where there are several
-    v1 = best >= 0.5
-    ambiguous = v1 & (count > 1)
-    for i in np.flatnonzero(ambiguous.any(axis=1)):
-        ks = np.flatnonzero(ambiguous[i])
-        cuts = (thresholds[ks] * np.float64(u8[i].max())).astype(np.int64)
+    # trace the thresholds where bounds on the contour areas leave V1 open, once per cut level
+    v1 = scores.v1.astype(bool)
+    for i, ks in _grouped(np.argwhere(scores.v1 == 2)):
+        u8 = scores.u8[i]
+        cuts = (thresholds[ks] * np.float64(u8.max())).astype(np.int64)
         for cut in np.unique(cuts):
-            box = np.array([largest_contour_box(u8[i], int(cut))])
+            box = np.array([largest_contour_box(u8, int(cut))])
             v1[i, ks[cuts == cut]] = inclusive_iou(box, gt_boxes[i]).max() >= 0.5
     return v2_hits, v1.sum(axis=0)
+
+
+def _grouped(pairs: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(row, column) pairs in row order -> [(row, its columns)]."""
+    if len(pairs) == 0:
+        return []
+    rows, starts = np.unique(pairs[:, 0], return_index=True)
+    return list(zip(rows.tolist(), np.split(pairs[:, 1], starts[1:]), strict=True))

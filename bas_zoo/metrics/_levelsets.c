@@ -30,11 +30,25 @@ typedef struct {
     int32_t x0, y0, x1, y1;
 } Box;
 
-/* a horizontal run [start, end] of one row at one level, and its union-find state */
+/* a horizontal run [start, end] of one row at one level, and its union-find state; the fields
+ * after row describe the run's component and are kept up to date at its root (the first run) */
 typedef struct {
-    int32_t start, end, row, level, parent;
-    int32_t border; /* background runs: reaches the image border */
+    uint16_t start, end, row;
+    uint16_t x0, x1, y1; /* the component's box (y0 is the root's row) */
+    uint8_t level;
+    uint8_t border; /* background: the component reaches the image border */
+    int32_t parent;
+    int32_t full; /* foreground: 2 x 2 windows inside the component */
 } Run;
+
+/* what one level's contours give: V2's best IoU, and what V1 (largest contour) can be decided from */
+typedef struct {
+    double best;
+    int64_t count;
+    int64_t hit_area_min;  /* a lower bound of the largest contour area among boxes with IoU >= 0.5 */
+    int64_t miss_area_max; /* an upper bound of every contour area among the other boxes */
+    int hit, miss;
+} Level;
 
 typedef struct {
     Run *runs;
@@ -46,8 +60,6 @@ typedef struct {
     uint64_t *bits;               /* pixels of the current row per level, (levels + 1) x words */
     uint8_t *row_level;           /* level of each pixel of the current row */
     RunList fg, gaps;             /* foreground runs and background runs between two of them */
-    Box *box;
-    size_t box_cap;
     int failed; /* out of memory */
 } Workspace;
 
@@ -74,14 +86,25 @@ static int32_t find_root(Run *runs, int32_t a) {
     return a;
 }
 
-/* link the later root under the earlier, so a component's root is its first run in raster order */
-static void unite(Run *runs, int32_t a, int32_t b) {
+/* link the later root under the earlier (a component's root is its first run in raster order) and
+ * merge what the roots know; returns the root */
+static int32_t unite(Run *runs, int32_t a, int32_t b) {
     a = find_root(runs, a);
     b = find_root(runs, b);
-    if (a < b)
-        runs[b].parent = a;
-    else if (b < a)
-        runs[a].parent = b;
+    if (a == b) return a;
+    if (a > b) {
+        int32_t t = a;
+        a = b;
+        b = t;
+    }
+    Run *root = &runs[a], *child = &runs[b];
+    child->parent = a;
+    root->x0 = child->x0 < root->x0 ? child->x0 : root->x0;
+    root->x1 = child->x1 > root->x1 ? child->x1 : root->x1;
+    root->y1 = child->y1 > root->y1 ? child->y1 : root->y1;
+    root->border |= child->border;
+    root->full += child->full;
+    return a;
 }
 
 /* union the runs of two consecutive rows that touch: 8-adjacency (slack 1) or 4-adjacency (slack 0) */
@@ -92,7 +115,10 @@ static void link_rows(Run *runs, int32_t a, int32_t a_end, int32_t b, int32_t b_
         else if (runs[b].end + slack < runs[a].start)
             b++;
         else {
-            unite(runs, a, b);
+            int32_t root = unite(runs, a, b);
+            int32_t lo = runs[a].start > runs[b].start ? runs[a].start : runs[b].start;
+            int32_t hi = runs[a].end < runs[b].end ? runs[a].end : runs[b].end;
+            if (hi > lo) runs[root].full += hi - lo;
             if (runs[a].end < runs[b].end)
                 a++;
             else
@@ -127,54 +153,41 @@ static int32_t row_runs(const uint64_t *bits, int32_t words, Run *runs) {
         uint64_t b = bits[i], next = i + 1 < words ? bits[i + 1] & 1 : 0;
         uint64_t starts = b & ~((b << 1) | carry), ends = b & ~((b >> 1) | (next << 63));
         carry = b >> 63;
-        for (; starts; starts &= starts - 1) runs[n_start++].start = i * 64 + __builtin_ctzll(starts);
-        for (; ends; ends &= ends - 1) runs[n_end++].end = i * 64 + __builtin_ctzll(ends);
+        for (; starts; starts &= starts - 1) runs[n_start++].start = (uint16_t)(i * 64 + __builtin_ctzll(starts));
+        for (; ends; ends &= ends - 1) runs[n_end++].end = (uint16_t)(i * 64 + __builtin_ctzll(ends));
     }
     return n_start;
 }
 
 /*
- * Fold every component of a run list into its level's best IoU and contour count. Holes
- * (hole = 1) count only off the border, with the box grown by one pixel as the hole's contour has it.
+ * Fold every component of a run list into its level: best IoU, contour count, and bounds of its
+ * contour's polygon area for V1. Holes (hole = 1) count only off the border, with the box grown by
+ * one pixel as the hole's contour has it. Area bounds: a contour's polygon runs through pixel
+ * centres, so it lies in its box less one pixel per side, and an outer contour encloses every 2 x 2
+ * window of its component's pixels (holes get no lower bound).
  */
 static void score_components(Workspace *w, RunList *list, int hole, const double *gt, Py_ssize_t n_gt,
-                             double *best, int64_t *count) {
-    Run *runs = list->runs;
-    int32_t n = (int32_t)list->n;
-    if (w->box_cap < list->n) {
-        free(w->box);
-        w->box = malloc(sizeof(Box) * list->n);
-        w->box_cap = w->box ? list->n : 0;
-        if (!w->box) {
-            w->failed = 1;
-            return;
-        }
-    }
-    Box *box = w->box;
-    for (int32_t i = 0; i < n; i++) {
-        int32_t r = find_root(runs, i);
-        if (r == i) {
-            box[i].x0 = runs[i].start;
-            box[i].x1 = runs[i].end;
-            box[i].y0 = box[i].y1 = runs[i].row;
-            continue;
-        }
-        if (runs[i].start < box[r].x0) box[r].x0 = runs[i].start;
-        if (runs[i].end > box[r].x1) box[r].x1 = runs[i].end;
-        box[r].y1 = runs[i].row; /* rows ascend */
-        runs[r].border |= runs[i].border;
-    }
-    for (int32_t i = 0; i < n; i++) {
-        if (runs[i].parent != i || (hole && runs[i].border)) continue;
-        Box b = box[i];
-        b.x0 -= hole;
-        b.y0 -= hole;
-        b.x1 = b.x1 + hole + 1 < w->width - 1 ? b.x1 + hole + 1 : w->width - 1;
-        b.y1 = b.y1 + hole + 1 < w->height - 1 ? b.y1 + hole + 1 : w->height - 1;
+                             Level *levels) {
+    const Run *runs = list->runs;
+    for (int32_t i = 0; i < (int32_t)list->n; i++) {
+        const Run *r = &runs[i];
+        if (r->parent != i || (hole && r->border)) continue;
+        Box b = {r->x0 - hole, r->row - hole, r->x1 + hole + 1, r->y1 + hole + 1};
+        b.x1 = b.x1 < w->width - 1 ? b.x1 : w->width - 1;
+        b.y1 = b.y1 < w->height - 1 ? b.y1 : w->height - 1;
         double iou = best_iou(&b, gt, n_gt);
-        int32_t k = runs[i].level;
-        if (iou > best[k]) best[k] = iou;
-        count[k]++;
+        Level *level = &levels[r->level];
+        if (iou > level->best) level->best = iou;
+        level->count++;
+        if (iou >= 0.5) {
+            int64_t area_min = hole ? 0 : r->full;
+            level->hit = 1;
+            if (area_min > level->hit_area_min) level->hit_area_min = area_min;
+        } else {
+            int64_t area_max = (int64_t)(r->x1 - r->x0 + 2 * hole) * (r->y1 - r->row + 2 * hole);
+            level->miss = 1;
+            if (area_max > level->miss_area_max) level->miss_area_max = area_max;
+        }
     }
 }
 
@@ -220,7 +233,7 @@ typedef struct {
 } RowRuns;
 
 static void mark_border(RunList *gaps, int32_t first, int32_t end) {
-    for (int32_t i = first; i < end; i++) gaps->runs[i].border = 1;
+    for (int32_t i = first; i < end; i++) gaps->runs[find_root(gaps->runs, i)].border = 1;
 }
 
 static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_level, const uint8_t *active,
@@ -242,10 +255,13 @@ static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_lev
         Run *fg = w->fg.runs;
         int32_t first = (int32_t)w->fg.n, n = row_runs(cur, words, fg + first), end = first + n;
         for (int32_t i = first; i < end; i++) {
-            fg[i].row = y;
-            fg[i].level = k;
-            fg[i].parent = i;
+            fg[i].row = fg[i].y1 = (uint16_t)y;
+            fg[i].x0 = fg[i].start;
+            fg[i].x1 = fg[i].end;
+            fg[i].level = (uint8_t)k;
             fg[i].border = 0;
+            fg[i].parent = i;
+            fg[i].full = 0;
         }
         w->fg.n = (size_t)end;
         if (above) link_rows(fg, p->fg_first, p->fg_end, first, end, 1);
@@ -257,14 +273,15 @@ static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_lev
         int32_t edge = y == 0 || y == last_row || !above;
         for (int32_t i = 1; i < n; i++) {
             int32_t s = fg[first + i - 1].end + 1, e = fg[first + i].start - 1;
-            gaps[gap_first + i - 1] = (Run){s, e, y, k, gap_first + i - 1, edge || s < lead || e > trail};
+            uint8_t border = (uint8_t)(edge || s < lead || e > trail);
+            gaps[gap_first + i - 1] = (Run){s, e, y, s, e, y, (uint8_t)k, border, gap_first + i - 1, 0};
         }
         w->gaps.n = (size_t)gap_end;
         if (above && p->gap_end > p->gap_first) {
             /* the row above's gaps reach the border through this row's outer background */
             int32_t my_lead = fg[first].start, my_trail = fg[end - 1].end;
             for (int32_t i = p->gap_first; i < p->gap_end; i++)
-                gaps[i].border |= gaps[i].start < my_lead || gaps[i].end > my_trail;
+                if (gaps[i].start < my_lead || gaps[i].end > my_trail) gaps[find_root(gaps, i)].border = 1;
             if (gap_end > gap_first) link_rows(gaps, p->gap_first, p->gap_end, gap_first, gap_end, 0);
         }
         *p = (RowRuns){y, first, end, gap_first, gap_end};
@@ -273,7 +290,7 @@ static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_lev
 
 static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_t seen[256], const double *thresholds,
                       Py_ssize_t n_thr,
-                      const double *gt, Py_ssize_t n_gt, double *out_best, int64_t *out_count) {
+                      const double *gt, Py_ssize_t n_gt, double *out_best, int64_t *out_count, int8_t *out_v1) {
     int32_t width = w->width, height = w->height, words = w->words;
     /* cut per threshold, int(t * max) as cv2.threshold receives it; non-decreasing in t */
     int32_t cuts[256], n_levels = 0, level_of[256];
@@ -308,44 +325,48 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_
             hi = q > hi ? q : hi;
         }
         memset(w->bits + lo * words, 0, sizeof(uint64_t) * (size_t)((hi - lo + 1) * words));
-        for (int32_t x = 0; x < width; x++) w->bits[w->row_level[x] * words + (x >> 6)] |= 1ULL << (x & 63);
+        /* one stream per 64-pixel word, interleaved: neighbours of one level share a word, and
+         * back-to-back updates of one word would wait on each other */
+        int32_t whole = width / 64;
+        for (int32_t j = 0; j < 64 && whole; j++)
+            for (int32_t i = 0; i < whole; i++) w->bits[w->row_level[i * 64 + j] * words + i] |= 1ULL << j;
+        for (int32_t x = whole * 64; x < width; x++) w->bits[w->row_level[x] * words + whole] |= 1ULL << (x & 63);
         /* the row above's gaps at levels this row has no foreground at touch its border background */
         for (int32_t k = hi; k < n_levels; k++)
             if (prev[k].row == y - 1) mark_border(&w->gaps, prev[k].gap_first, prev[k].gap_end);
         scan_row(w, y, lo, hi, active, prev);
     }
     if (w->failed) return;
-    double level_best[256];
-    int64_t level_count[256];
-    for (int32_t k = 0; k < n_levels; k++) {
-        level_best[k] = 0.0;
-        level_count[k] = 0;
-    }
-    score_components(w, &w->fg, 0, gt, n_gt, level_best, level_count);
-    score_components(w, &w->gaps, 1, gt, n_gt, level_best, level_count);
+    Level levels[256];
+    memset(levels, 0, sizeof(Level) * (size_t)n_levels);
+    score_components(w, &w->fg, 0, gt, n_gt, levels);
+    score_components(w, &w->gaps, 1, gt, n_gt, levels);
     for (int32_t k = n_levels - 1; k >= 0; k--) {
         if (active[k]) continue;
         if (k < n_levels - 1) { /* same foreground as the level above */
-            level_best[k] = level_best[k + 1];
-            level_count[k] = level_count[k + 1];
+            levels[k] = levels[k + 1];
         } else { /* no foreground: wsolevaluation's single box [0, 0, 0, 0] */
             Box zero = {0, 0, 0, 0};
-            level_best[k] = best_iou(&zero, gt, n_gt);
-            level_count[k] = 1;
+            levels[k].best = best_iou(&zero, gt, n_gt);
+            levels[k].count = 1;
+            levels[k].hit = levels[k].best >= 0.5;
+            levels[k].miss = !levels[k].hit;
         }
     }
     for (Py_ssize_t i = 0; i < n_thr; i++) {
-        int32_t k = level_of[(int32_t)(int64_t)(thresholds[i] * (double)top)];
-        out_best[i] = level_best[k];
-        out_count[i] = level_count[k];
+        Level *level = &levels[level_of[(int32_t)(int64_t)(thresholds[i] * (double)top)]];
+        out_best[i] = level->best;
+        out_count[i] = level->count;
+        /* V1: 0 miss, 1 hit, 2 undecided (the largest contour must be traced) */
+        out_v1[i] = !level->hit ? 0 : !level->miss || level->hit_area_min > level->miss_area_max ? 1 : 2;
     }
 }
 
 static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
-    Py_buffer maps, thresholds, gt, gt_offsets, out_u8, out_best, out_count;
+    Py_buffer maps, thresholds, gt, gt_offsets, out_u8, out_best, out_count, out_v1;
     Py_ssize_t n_maps, height, width;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*nnn", &maps, &thresholds, &gt, &gt_offsets, &out_u8, &out_best,
-                          &out_count, &n_maps, &height, &width))
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*w*w*w*nnn", &maps, &thresholds, &gt, &gt_offsets, &out_u8, &out_best,
+                          &out_count, &out_v1, &n_maps, &height, &width))
         return NULL;
     PyObject *result = NULL;
     Py_ssize_t pixels = height * width;
@@ -356,7 +377,7 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
              maps.len == (Py_ssize_t)sizeof(float) * n_maps * pixels && out_u8.len == n_maps * pixels &&
              gt_offsets.len == (Py_ssize_t)sizeof(int64_t) * (n_maps + 1) &&
              out_best.len == (Py_ssize_t)sizeof(double) * n_maps * n_thr &&
-             out_count.len == (Py_ssize_t)sizeof(int64_t) * n_maps * n_thr &&
+             out_count.len == (Py_ssize_t)sizeof(int64_t) * n_maps * n_thr && out_v1.len == n_maps * n_thr &&
              offsets[n_maps] * 4 * (Py_ssize_t)sizeof(double) == gt.len;
     for (Py_ssize_t i = 0; ok && i < n_thr; i++) ok = thr[i] >= 0.0 && thr[i] < 1.0 && (!i || thr[i] >= thr[i - 1]);
     if (!ok) {
@@ -381,7 +402,7 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
             uint8_t top = scoremap_uint8((const float *)maps.buf + m * pixels, pixels, u8, seen);
             score_map(&w, u8, top, seen, thr, n_thr, (const double *)gt.buf + 4 * offsets[m],
                       offsets[m + 1] - offsets[m], (double *)out_best.buf + m * n_thr,
-                      (int64_t *)out_count.buf + m * n_thr);
+                      (int64_t *)out_count.buf + m * n_thr, (int8_t *)out_v1.buf + m * n_thr);
         }
         Py_END_ALLOW_THREADS;
     }
@@ -389,7 +410,6 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
     free(w.row_level);
     free(w.fg.runs);
     free(w.gaps.runs);
-    free(w.box);
     if (w.failed) {
         PyErr_NoMemory();
     } else {
@@ -404,13 +424,15 @@ done:
     PyBuffer_Release(&out_u8);
     PyBuffer_Release(&out_best);
     PyBuffer_Release(&out_count);
+    PyBuffer_Release(&out_v1);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"contour_box_ious", contour_box_ious, METH_VARARGS,
-     "contour_box_ious(maps, thresholds, gt, gt_offsets, out_u8, out_best, out_count, n_maps, height, width)\n"
-     "Per map: reference uint8 map, best IoU of any contour box and number of contours per threshold."},
+     "contour_box_ious(maps, thresholds, gt, gt_offsets, out_u8, out_best, out_count, out_v1, n_maps, height, "
+     "width)\nPer map: reference uint8 map; per threshold: best IoU of any contour box, number of contours, "
+     "V1 hit (0 no, 1 yes, 2 trace to know)."},
     {NULL, NULL, 0, NULL},
 };
 
