@@ -12,12 +12,16 @@
  * each stored as [x0, y0, min(x1 + 1, W - 1), min(y1 + 1, H - 1)] (x1, y1 the last contour pixel).
  * tests/test_metrics.py checks this against OpenCV on random images.
  *
- * So per threshold we only need connected components and their boxes, not contours. Foreground
- * grows as the threshold falls: pixels are sorted by level once (counting sort), each level adds its
- * new pixels to a bit-packed foreground, and the level is labelled run by run (runs come from
- * the bit words, so a level costs in proportion to its runs, not its pixels). A level that adds no
- * pixel repeats the one above. The IoU arithmetic is wsolevaluation's (float64, inclusive pixel
- * areas), so every value is bit-identical to the reference.
+ * So per threshold we only need connected components and their boxes, not contours. The map is
+ * read once, row by row. For each row, its pixels are binned by level into bit words; walking the
+ * levels from high to low, the row's foreground at each level is the OR of the bins so far, and its
+ * runs (from the bit words, so a level costs in proportion to its runs, not its pixels) are matched
+ * against the same level's runs of the row above. A run takes the component of the runs it touches
+ * (merging them if several, union-find over components, not runs) or starts one; the background
+ * between two runs of a row is matched the same way, 4-connected, to find holes. Components keep
+ * their box as they grow. A level whose cut no pixel value sits just above repeats the level above.
+ * The IoU arithmetic is wsolevaluation's (float64, inclusive pixel areas), so every value is
+ * bit-identical to the reference.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,100 +34,131 @@ typedef struct {
     int32_t x0, y0, x1, y1;
 } Box;
 
-/* a horizontal run [start, end] of one row at one level, and its union-find state; the fields
- * after row describe the run's component and are kept up to date at its root (the first run) */
+/* a run [start, end] of the current or previous row at one level, and its component */
 typedef struct {
-    uint16_t start, end, row;
-    uint16_t x0, x1, y1; /* the component's box (y0 is the root's row) */
-    uint8_t level;
-    uint8_t border; /* background: the component reaches the image border */
+    uint16_t start, end;
+    int32_t comp;
+} Seg;
+
+/* a connected component at one level (union-find over components; the root holds the data) */
+typedef struct {
     int32_t parent;
-    int32_t full; /* foreground: 2 x 2 windows inside the component */
-} Run;
-
-/* what one level's contours give: V2's best IoU, and what V1 (largest contour) can be decided from */
-typedef struct {
-    double best;
-    int64_t count;
-    int64_t hit_area_min;  /* a lower bound of the largest contour area among boxes with IoU >= 0.5 */
-    int64_t miss_area_max; /* an upper bound of every contour area among the other boxes */
-    int hit, miss;
-} Level;
+    int32_t full; /* foreground: 2 x 2 windows of its pixels (a lower bound of its contour's area) */
+    uint16_t x0, x1, y0, y1;
+    uint8_t level;
+    uint8_t border; /* background: reaches the image border */
+} Comp;
 
 typedef struct {
-    Run *runs;
+    Comp *comps;
     size_t n, cap;
-} RunList;
+} CompList;
+
+/* per level, the runs of the last row that had foreground there (two rows, by parity) */
+typedef struct {
+    int32_t row, n_fg, n_gap;
+} LevelRow;
 
 typedef struct {
     int32_t width, height, words; /* words: 64-bit words per bit-packed row */
+    int32_t seg_cap;              /* runs per row at most */
     uint64_t *bits;               /* pixels of the current row per level, (levels + 1) x words */
     uint8_t *row_level;           /* level of each pixel of the current row */
-    RunList fg, gaps;             /* foreground runs and background runs between two of them */
+    Seg *segs;                    /* [level][parity][fg, gap][seg_cap] */
+    CompList fg, holes;
     int failed; /* out of memory */
 } Workspace;
 
-/* room for extra more runs, so the row loops need no checks */
-static int reserve(Workspace *w, RunList *list, size_t extra) {
+static Seg *segs_at(Workspace *w, int32_t level, int32_t row, int gap) {
+    return w->segs + ((size_t)(level * 2 + (row & 1)) * 2 + (size_t)gap) * (size_t)w->seg_cap;
+}
+
+/* room for extra more components, so the row loops need no checks */
+static int reserve(Workspace *w, CompList *list, size_t extra) {
     if (list->n + extra <= list->cap) return 1;
     size_t cap = list->cap ? 2 * list->cap : 4096;
     while (cap < list->n + extra) cap *= 2;
-    Run *grown = realloc(list->runs, sizeof(Run) * cap);
+    Comp *grown = realloc(list->comps, sizeof(Comp) * cap);
     if (!grown) {
         w->failed = 1;
         return 0;
     }
-    list->runs = grown;
+    list->comps = grown;
     list->cap = cap;
     return 1;
 }
 
-static int32_t find_root(Run *runs, int32_t a) {
-    while (runs[a].parent != a) {
-        runs[a].parent = runs[runs[a].parent].parent;
-        a = runs[a].parent;
+static int32_t new_comp(CompList *list, int32_t start, int32_t end, int32_t row, int32_t level, int border) {
+    int32_t id = (int32_t)list->n++;
+    list->comps[id] = (Comp){id, 0, (uint16_t)start, (uint16_t)end, (uint16_t)row, (uint16_t)row,
+                             (uint8_t)level, (uint8_t)border};
+    return id;
+}
+
+static int32_t find_root(Comp *comps, int32_t a) {
+    while (comps[a].parent != a) {
+        comps[a].parent = comps[comps[a].parent].parent;
+        a = comps[a].parent;
     }
     return a;
 }
 
-/* link the later root under the earlier (a component's root is its first run in raster order) and
- * merge what the roots know; returns the root */
-static int32_t unite(Run *runs, int32_t a, int32_t b) {
-    a = find_root(runs, a);
-    b = find_root(runs, b);
+/* merge two roots (the older one stays root); returns the root */
+static int32_t unite_roots(Comp *comps, int32_t a, int32_t b) {
     if (a == b) return a;
     if (a > b) {
         int32_t t = a;
         a = b;
         b = t;
     }
-    Run *root = &runs[a], *child = &runs[b];
+    Comp *root = &comps[a], *child = &comps[b];
     child->parent = a;
     root->x0 = child->x0 < root->x0 ? child->x0 : root->x0;
     root->x1 = child->x1 > root->x1 ? child->x1 : root->x1;
+    root->y0 = child->y0 < root->y0 ? child->y0 : root->y0;
     root->y1 = child->y1 > root->y1 ? child->y1 : root->y1;
     root->border |= child->border;
     root->full += child->full;
     return a;
 }
 
-/* union the runs of two consecutive rows that touch: 8-adjacency (slack 1) or 4-adjacency (slack 0) */
-static void link_rows(Run *runs, int32_t a, int32_t a_end, int32_t b, int32_t b_end, int32_t slack) {
-    while (a < a_end && b < b_end) {
-        if (runs[a].end + slack < runs[b].start)
-            a++;
-        else if (runs[b].end + slack < runs[a].start)
-            b++;
-        else {
-            int32_t root = unite(runs, a, b);
-            int32_t lo = runs[a].start > runs[b].start ? runs[a].start : runs[b].start;
-            int32_t hi = runs[a].end < runs[b].end ? runs[a].end : runs[b].end;
-            if (hi > lo) runs[root].full += hi - lo;
-            if (runs[a].end < runs[b].end)
-                a++;
-            else
-                b++;
+/* columns two runs of consecutive rows share, less one: the 2 x 2 windows between them */
+static inline int32_t shared_windows(const Seg *a, int32_t s, int32_t e) {
+    int32_t lo = a->start > s ? a->start : s, hi = a->end < e ? a->end : e;
+    return hi > lo ? hi - lo : 0;
+}
+
+/* a run [s, e] of this row joins a component (root) */
+static inline void grow(Comp *c, int32_t s, int32_t e, int32_t row, int32_t windows, uint8_t border) {
+    c->x0 = s < c->x0 ? (uint16_t)s : c->x0;
+    c->x1 = e > c->x1 ? (uint16_t)e : c->x1;
+    c->y1 = (uint16_t)row;
+    c->full += windows;
+    c->border |= border;
+}
+
+/*
+ * Give every run of this row (here) a component: the one of the runs of the row above it touches
+ * (8-adjacency: slack 1; 4-adjacency: slack 0), merged if several, else a new one. For foreground,
+ * also count the 2 x 2 windows shared with the row above.
+ */
+static void match_rows(CompList *list, const Seg *above, int32_t n_above, Seg *here, int32_t n, int32_t row,
+                       int32_t level, int32_t slack, const uint8_t *border) {
+    Comp *comps = list->comps;
+    int32_t i = 0;
+    for (int32_t j = 0; j < n; j++) {
+        int32_t s = here[j].start, e = here[j].end, comp = -1, windows = 0;
+        while (i < n_above && above[i].end + slack < s) i++;
+        for (int32_t t = i; t < n_above && above[t].start <= e + slack; t++) {
+            int32_t r = find_root(comps, above[t].comp);
+            comp = comp < 0 ? r : unite_roots(comps, comp, r);
+            windows += shared_windows(&above[t], s, e);
         }
+        if (comp < 0)
+            comp = new_comp(list, s, e, row, level, border ? border[j] : 0);
+        else
+            grow(&comps[comp], s, e, row, windows, border ? border[j] : 0);
+        here[j].comp = comp;
     }
 }
 
@@ -145,8 +180,8 @@ static double best_iou(const Box *b, const double *gt, Py_ssize_t n_gt) {
     return best;
 }
 
-/* foreground runs of a bit-packed row, appended at runs (start and end columns); returns their number */
-static int32_t row_runs(const uint64_t *bits, int32_t words, Run *runs) {
+/* foreground runs of a bit-packed row (start and end columns); returns their number */
+static int32_t row_runs(const uint64_t *bits, int32_t words, Seg *runs) {
     int32_t n_start = 0, n_end = 0;
     uint64_t carry = 0; /* last bit of the previous word */
     for (int32_t i = 0; i < words; i++) {
@@ -159,32 +194,40 @@ static int32_t row_runs(const uint64_t *bits, int32_t words, Run *runs) {
     return n_start;
 }
 
+/* what one level's contours give: V2's best IoU, and what V1 (largest contour) can be decided from */
+typedef struct {
+    double best;
+    int64_t count;
+    int64_t hit_area_min;  /* a lower bound of the largest contour area among boxes with IoU >= 0.5 */
+    int64_t miss_area_max; /* an upper bound of every contour area among the other boxes */
+    int hit, miss;
+} Level;
+
 /*
- * Fold every component of a run list into its level: best IoU, contour count, and bounds of its
- * contour's polygon area for V1. Holes (hole = 1) count only off the border, with the box grown by
- * one pixel as the hole's contour has it. Area bounds: a contour's polygon runs through pixel
- * centres, so it lies in its box less one pixel per side, and an outer contour encloses every 2 x 2
- * window of its component's pixels (holes get no lower bound).
+ * Fold every component into its level: best IoU, contour count, and bounds of its contour's
+ * polygon area for V1. Holes (hole = 1) count only off the border, with the box grown by one pixel
+ * as the hole's contour has it. Area bounds: a contour's polygon runs through pixel centres, so it
+ * lies in its box less one pixel per side, and an outer contour encloses every 2 x 2 window of its
+ * component's pixels (holes get no lower bound).
  */
-static void score_components(Workspace *w, RunList *list, int hole, const double *gt, Py_ssize_t n_gt,
-                             Level *levels) {
-    const Run *runs = list->runs;
-    for (int32_t i = 0; i < (int32_t)list->n; i++) {
-        const Run *r = &runs[i];
-        if (r->parent != i || (hole && r->border)) continue;
-        Box b = {r->x0 - hole, r->row - hole, r->x1 + hole + 1, r->y1 + hole + 1};
+static void score_components(const Workspace *w, const CompList *list, int hole, const double *gt,
+                             Py_ssize_t n_gt, Level *levels) {
+    for (size_t i = 0; i < list->n; i++) {
+        const Comp *c = &list->comps[i];
+        if (c->parent != (int32_t)i || (hole && c->border)) continue;
+        Box b = {c->x0 - hole, c->y0 - hole, c->x1 + hole + 1, c->y1 + hole + 1};
         b.x1 = b.x1 < w->width - 1 ? b.x1 : w->width - 1;
         b.y1 = b.y1 < w->height - 1 ? b.y1 : w->height - 1;
         double iou = best_iou(&b, gt, n_gt);
-        Level *level = &levels[r->level];
+        Level *level = &levels[c->level];
         if (iou > level->best) level->best = iou;
         level->count++;
         if (iou >= 0.5) {
-            int64_t area_min = hole ? 0 : r->full;
+            int64_t area_min = hole ? 0 : c->full;
             level->hit = 1;
             if (area_min > level->hit_area_min) level->hit_area_min = area_min;
         } else {
-            int64_t area_max = (int64_t)(r->x1 - r->x0 + 2 * hole) * (r->y1 - r->row + 2 * hole);
+            int64_t area_max = (int64_t)(c->x1 - c->x0 + 2 * hole) * (c->y1 - c->y0 + 2 * hole);
             level->miss = 1;
             if (area_max > level->miss_area_max) level->miss_area_max = area_max;
         }
@@ -223,25 +266,19 @@ static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out,
     return top;
 }
 
-/*
- * Runs of one row at every level, linked to the row above. Per level we keep where the previous
- * row's foreground runs and gaps start and end in the run lists; a level the previous row had no
- * foreground at is a row of background touching the border.
- */
-typedef struct {
-    int32_t row, fg_first, fg_end, gap_first, gap_end;
-} RowRuns;
-
-static void mark_border(RunList *gaps, int32_t first, int32_t end) {
-    for (int32_t i = first; i < end; i++) gaps->runs[find_root(gaps->runs, i)].border = 1;
+/* the row above's holes candidates at this level reach the border (through this row's background) */
+static void gaps_to_border(Workspace *w, const Seg *gaps, int32_t n_gaps, int32_t lead, int32_t trail) {
+    for (int32_t i = 0; i < n_gaps; i++)
+        if (gaps[i].start < lead || gaps[i].end > trail) w->holes.comps[find_root(w->holes.comps, gaps[i].comp)].border = 1;
 }
 
 static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_level, const uint8_t *active,
-                     RowRuns *prev) {
+                     LevelRow *prev) {
     int32_t words = w->words, width = w->width, last_row = w->height - 1;
-    size_t most = (size_t)top_level * (size_t)(width / 2 + 1);
-    if (!reserve(w, &w->fg, most) || !reserve(w, &w->gaps, most)) return;
+    size_t most = (size_t)top_level * (size_t)w->seg_cap;
+    if (!reserve(w, &w->fg, most) || !reserve(w, &w->holes, most)) return;
     uint64_t cur[1024];
+    uint8_t border[1024 * 32];
     memset(cur, 0, sizeof(uint64_t) * (size_t)words);
     for (int32_t q = top_level; q >= 1; q--) {
         if (q >= low_level) { /* the row's pixels of this level join (bits below low_level are stale) */
@@ -250,47 +287,37 @@ static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_lev
         }
         int32_t k = q - 1;
         if (!active[k]) continue;
-        RowRuns *p = &prev[k];
-        int32_t above = p->row == y - 1;
-        Run *fg = w->fg.runs;
-        int32_t first = (int32_t)w->fg.n, n = row_runs(cur, words, fg + first), end = first + n;
-        for (int32_t i = first; i < end; i++) {
-            fg[i].row = fg[i].y1 = (uint16_t)y;
-            fg[i].x0 = fg[i].start;
-            fg[i].x1 = fg[i].end;
-            fg[i].level = (uint8_t)k;
-            fg[i].border = 0;
-            fg[i].parent = i;
-            fg[i].full = 0;
+        LevelRow *p = &prev[k];
+        int32_t above = p->row == y - 1, n_above = above ? p->n_fg : 0, n_gaps_above = above ? p->n_gap : 0;
+        const Seg *fg_above = segs_at(w, k, y - 1, 0), *gaps_above = segs_at(w, k, y - 1, 1);
+        Seg *fg = segs_at(w, k, y, 0), *gaps = segs_at(w, k, y, 1);
+        int32_t n = row_runs(cur, words, fg);
+        if (n == 1 && n_above == 1 && fg_above[0].start <= fg[0].end + 1 && fg[0].start <= fg_above[0].end + 1) {
+            /* the common case, one run below one run: it joins that component */
+            int32_t comp = find_root(w->fg.comps, fg_above[0].comp);
+            grow(&w->fg.comps[comp], fg[0].start, fg[0].end, y, shared_windows(fg_above, fg[0].start, fg[0].end), 0);
+            fg[0].comp = comp;
+        } else {
+            match_rows(&w->fg, fg_above, n_above, fg, n, y, k, 1, NULL);
         }
-        w->fg.n = (size_t)end;
-        if (above) link_rows(fg, p->fg_first, p->fg_end, first, end, 1);
-        /* background between two runs of this row; it reaches the border through the row above
-         * if that row's background left of its first run or right of its last run touches it */
-        Run *gaps = w->gaps.runs;
-        int32_t gap_first = (int32_t)w->gaps.n, gap_end = gap_first + n - 1;
-        int32_t lead = above ? fg[p->fg_first].start : width, trail = above ? fg[p->fg_end - 1].end : -1;
-        int32_t edge = y == 0 || y == last_row || !above;
+        /* background between two runs of this row; it reaches the border through the row above if
+         * that row's background left of its first run or right of its last run touches it */
+        int32_t lead = n_above ? fg_above[0].start : width, trail = n_above ? fg_above[n_above - 1].end : -1;
+        int32_t edge = y == 0 || y == last_row || !n_above;
         for (int32_t i = 1; i < n; i++) {
-            int32_t s = fg[first + i - 1].end + 1, e = fg[first + i].start - 1;
-            uint8_t border = (uint8_t)(edge || s < lead || e > trail);
-            gaps[gap_first + i - 1] = (Run){s, e, y, s, e, y, (uint8_t)k, border, gap_first + i - 1, 0};
+            gaps[i - 1].start = (uint16_t)(fg[i - 1].end + 1);
+            gaps[i - 1].end = (uint16_t)(fg[i].start - 1);
+            border[i - 1] = (uint8_t)(edge || gaps[i - 1].start < lead || gaps[i - 1].end > trail);
         }
-        w->gaps.n = (size_t)gap_end;
-        if (above && p->gap_end > p->gap_first) {
-            /* the row above's gaps reach the border through this row's outer background */
-            int32_t my_lead = fg[first].start, my_trail = fg[end - 1].end;
-            for (int32_t i = p->gap_first; i < p->gap_end; i++)
-                if (gaps[i].start < my_lead || gaps[i].end > my_trail) gaps[find_root(gaps, i)].border = 1;
-            if (gap_end > gap_first) link_rows(gaps, p->gap_first, p->gap_end, gap_first, gap_end, 0);
-        }
-        *p = (RowRuns){y, first, end, gap_first, gap_end};
+        if (n_gaps_above) gaps_to_border(w, gaps_above, n_gaps_above, fg[0].start, fg[n - 1].end);
+        if (n > 1) match_rows(&w->holes, gaps_above, n_gaps_above, gaps, n - 1, y, k, 0, border);
+        *p = (LevelRow){y, n, n - 1};
     }
 }
 
 static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_t seen[256], const double *thresholds,
-                      Py_ssize_t n_thr,
-                      const double *gt, Py_ssize_t n_gt, double *out_best, int64_t *out_count, int8_t *out_v1) {
+                      Py_ssize_t n_thr, const double *gt, Py_ssize_t n_gt, double *out_best, int64_t *out_count,
+                      int8_t *out_v1) {
     int32_t width = w->width, height = w->height, words = w->words;
     /* cut per threshold, int(t * max) as cv2.threshold receives it; non-decreasing in t */
     int32_t cuts[256], n_levels = 0, level_of[256];
@@ -312,9 +339,9 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_
     uint8_t present[257] = {0}, active[256];
     for (int32_t v = 0; v < 256; v++) present[lut[v]] |= seen[v];
     for (int32_t k = 0; k < n_levels; k++) active[k] = present[k + 1];
-    RowRuns prev[256];
+    LevelRow prev[256];
     for (int32_t k = 0; k < n_levels; k++) prev[k].row = -2;
-    w->fg.n = w->gaps.n = 0;
+    w->fg.n = w->holes.n = 0;
     for (int32_t y = 0; y < height && !w->failed; y++) {
         const uint8_t *row = u8 + (Py_ssize_t)y * width;
         int32_t lo = 255, hi = 0;
@@ -331,16 +358,16 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_
         for (int32_t j = 0; j < 64 && whole; j++)
             for (int32_t i = 0; i < whole; i++) w->bits[w->row_level[i * 64 + j] * words + i] |= 1ULL << j;
         for (int32_t x = whole * 64; x < width; x++) w->bits[w->row_level[x] * words + whole] |= 1ULL << (x & 63);
-        /* the row above's gaps at levels this row has no foreground at touch its border background */
+        /* levels this row has no foreground at: the row above's gaps there touch border background */
         for (int32_t k = hi; k < n_levels; k++)
-            if (prev[k].row == y - 1) mark_border(&w->gaps, prev[k].gap_first, prev[k].gap_end);
+            if (prev[k].row == y - 1) gaps_to_border(w, segs_at(w, k, y - 1, 1), prev[k].n_gap, width, -1);
         scan_row(w, y, lo, hi, active, prev);
     }
     if (w->failed) return;
     Level levels[256];
     memset(levels, 0, sizeof(Level) * (size_t)n_levels);
     score_components(w, &w->fg, 0, gt, n_gt, levels);
-    score_components(w, &w->gaps, 1, gt, n_gt, levels);
+    score_components(w, &w->holes, 1, gt, n_gt, levels);
     for (int32_t k = n_levels - 1; k >= 0; k--) {
         if (active[k]) continue;
         if (k < n_levels - 1) { /* same foreground as the level above */
@@ -390,9 +417,11 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
     w.width = (int32_t)width;
     w.height = (int32_t)height;
     w.words = (int32_t)((width + 63) / 64);
+    w.seg_cap = (int32_t)(width / 2 + 2);
     w.bits = malloc(sizeof(uint64_t) * 257 * (size_t)w.words);
     w.row_level = malloc((size_t)width);
-    if (!w.bits || !w.row_level) {
+    w.segs = malloc(sizeof(Seg) * 256 * 2 * 2 * (size_t)w.seg_cap);
+    if (!w.bits || !w.row_level || !w.segs) {
         w.failed = 1;
     } else {
         Py_BEGIN_ALLOW_THREADS;
@@ -408,8 +437,9 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
     }
     free(w.bits);
     free(w.row_level);
-    free(w.fg.runs);
-    free(w.gaps.runs);
+    free(w.segs);
+    free(w.fg.comps);
+    free(w.holes.comps);
     if (w.failed) {
         PyErr_NoMemory();
     } else {
