@@ -63,7 +63,8 @@ typedef struct {
     int32_t width, height, words; /* words: 64-bit words per bit-packed row */
     int32_t seg_cap;              /* runs per row at most */
     uint64_t *bits;               /* pixels of the current row per level, (levels + 1) x words */
-    uint8_t *row_level;           /* level of each pixel of the current row */
+    uint64_t *cur;                /* the current row's foreground at the current level */
+    uint8_t *border;              /* per gap of the current row: reaches the border */
     Seg *segs;                    /* [level][parity][fg, gap][seg_cap] */
     CompList fg, holes;
     int failed; /* out of memory */
@@ -180,12 +181,12 @@ static double best_iou(const Box *b, const double *gt, Py_ssize_t n_gt) {
     return best;
 }
 
-/* foreground runs of a bit-packed row (start and end columns); returns their number */
-static int32_t row_runs(const uint64_t *bits, int32_t words, Seg *runs) {
+/* foreground runs of a bit-packed row whose words outside [lo, hi] are zero; returns their number */
+static int32_t row_runs(const uint64_t *bits, int32_t lo, int32_t hi, Seg *runs) {
     int32_t n_start = 0, n_end = 0;
     uint64_t carry = 0; /* last bit of the previous word */
-    for (int32_t i = 0; i < words; i++) {
-        uint64_t b = bits[i], next = i + 1 < words ? bits[i + 1] & 1 : 0;
+    for (int32_t i = lo; i <= hi; i++) {
+        uint64_t b = bits[i], next = i < hi ? bits[i + 1] & 1 : 0;
         uint64_t starts = b & ~((b << 1) | carry), ends = b & ~((b >> 1) | (next << 63));
         carry = b >> 63;
         for (; starts; starts &= starts - 1) runs[n_start++].start = (uint16_t)(i * 64 + __builtin_ctzll(starts));
@@ -252,16 +253,17 @@ static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out,
         seen[0] = 1;
         return 0;
     }
+    uint8_t top = 255; /* the maximum maps to (hi - lo) / (hi - lo) * 255 = 255 exactly */
     if (isfinite(range)) {
         for (Py_ssize_t i = 0; i < pixels; i++) out[i] = (uint8_t)((map[i] - lo) / range * 255.0f);
     } else { /* infinite values: inf / inf is NaN, which the reference's uint8 cast turns into 0 */
+        top = 0;
         for (Py_ssize_t i = 0; i < pixels; i++) {
             float v = (map[i] - lo) / range * 255.0f;
             out[i] = v == v ? (uint8_t)v : 0;
+            top = out[i] > top ? out[i] : top;
         }
     }
-    uint8_t top = 0;
-    for (Py_ssize_t i = 0; i < pixels; i++) top = out[i] > top ? out[i] : top;
     for (Py_ssize_t i = 0; i < pixels; i++) seen[out[i]] = 1;
     return top;
 }
@@ -272,18 +274,23 @@ static void gaps_to_border(Workspace *w, const Seg *gaps, int32_t n_gaps, int32_
         if (gaps[i].start < lead || gaps[i].end > trail) w->holes.comps[find_root(w->holes.comps, gaps[i].comp)].border = 1;
 }
 
-static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_level, const uint8_t *active,
-                     LevelRow *prev) {
+static void scan_row(Workspace *w, int32_t y, int32_t top_level, const uint8_t *active, LevelRow *prev) {
     int32_t words = w->words, width = w->width, last_row = w->height - 1;
     size_t most = (size_t)top_level * (size_t)w->seg_cap;
     if (!reserve(w, &w->fg, most) || !reserve(w, &w->holes, most)) return;
-    uint64_t cur[1024];
-    uint8_t border[1024 * 32];
+    uint64_t *cur = w->cur;
+    uint8_t *border = w->border;
+    int32_t lo_word = words, hi_word = -1; /* cur's nonzero words */
     memset(cur, 0, sizeof(uint64_t) * (size_t)words);
     for (int32_t q = top_level; q >= 1; q--) {
-        if (q >= low_level) { /* the row's pixels of this level join (bits below low_level are stale) */
-            const uint64_t *add = w->bits + (size_t)q * (size_t)words;
-            for (int32_t i = 0; i < words; i++) cur[i] |= add[i];
+        /* the row's pixels of this level join; their bins are cleared for the next row */
+        uint64_t *add = w->bits + (size_t)q * (size_t)words;
+        for (int32_t i = 0; i < words; i++) {
+            if (!add[i]) continue;
+            cur[i] |= add[i];
+            add[i] = 0;
+            lo_word = i < lo_word ? i : lo_word;
+            hi_word = i > hi_word ? i : hi_word;
         }
         int32_t k = q - 1;
         if (!active[k]) continue;
@@ -291,7 +298,7 @@ static void scan_row(Workspace *w, int32_t y, int32_t low_level, int32_t top_lev
         int32_t above = p->row == y - 1, n_above = above ? p->n_fg : 0, n_gaps_above = above ? p->n_gap : 0;
         const Seg *fg_above = segs_at(w, k, y - 1, 0), *gaps_above = segs_at(w, k, y - 1, 1);
         Seg *fg = segs_at(w, k, y, 0), *gaps = segs_at(w, k, y, 1);
-        int32_t n = row_runs(cur, words, fg);
+        int32_t n = row_runs(cur, lo_word, hi_word, fg);
         if (n == 1 && n_above == 1 && fg_above[0].start <= fg[0].end + 1 && fg[0].start <= fg_above[0].end + 1) {
             /* the common case, one run below one run: it joins that component */
             int32_t comp = find_root(w->fg.comps, fg_above[0].comp);
@@ -343,25 +350,27 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_
     for (int32_t k = 0; k < n_levels; k++) prev[k].row = -2;
     w->fg.n = w->holes.n = 0;
     for (int32_t y = 0; y < height && !w->failed; y++) {
+        /* bin the row's pixels by level: one stream per 64-pixel word, interleaved (neighbours of
+         * one level share a word, and back-to-back updates of one word would wait on each other) */
         const uint8_t *row = u8 + (Py_ssize_t)y * width;
-        int32_t lo = 255, hi = 0;
-        for (int32_t x = 0; x < width; x++) {
+        uint64_t *bits = w->bits;
+        int32_t hi = 0, whole = width / 64;
+        for (int32_t j = 0; j < 64 && whole; j++)
+            for (int32_t i = 0; i < whole; i++) {
+                int32_t q = lut[row[i * 64 + j]];
+                bits[q * words + i] |= 1ULL << j;
+                hi = q > hi ? q : hi;
+            }
+        for (int32_t x = whole * 64; x < width; x++) {
             int32_t q = lut[row[x]];
-            w->row_level[x] = (uint8_t)q;
-            lo = q < lo ? q : lo;
+            bits[q * words + whole] |= 1ULL << (x & 63);
             hi = q > hi ? q : hi;
         }
-        memset(w->bits + lo * words, 0, sizeof(uint64_t) * (size_t)((hi - lo + 1) * words));
-        /* one stream per 64-pixel word, interleaved: neighbours of one level share a word, and
-         * back-to-back updates of one word would wait on each other */
-        int32_t whole = width / 64;
-        for (int32_t j = 0; j < 64 && whole; j++)
-            for (int32_t i = 0; i < whole; i++) w->bits[w->row_level[i * 64 + j] * words + i] |= 1ULL << j;
-        for (int32_t x = whole * 64; x < width; x++) w->bits[w->row_level[x] * words + whole] |= 1ULL << (x & 63);
+        memset(bits, 0, sizeof(uint64_t) * (size_t)words); /* level 0 is never foreground */
         /* levels this row has no foreground at: the row above's gaps there touch border background */
         for (int32_t k = hi; k < n_levels; k++)
             if (prev[k].row == y - 1) gaps_to_border(w, segs_at(w, k, y - 1, 1), prev[k].n_gap, width, -1);
-        scan_row(w, y, lo, hi, active, prev);
+        scan_row(w, y, hi, active, prev);
     }
     if (w->failed) return;
     Level levels[256];
@@ -418,10 +427,11 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
     w.height = (int32_t)height;
     w.words = (int32_t)((width + 63) / 64);
     w.seg_cap = (int32_t)(width / 2 + 2);
-    w.bits = malloc(sizeof(uint64_t) * 257 * (size_t)w.words);
-    w.row_level = malloc((size_t)width);
+    w.bits = calloc(257 * (size_t)w.words, sizeof(uint64_t));
+    w.cur = malloc(sizeof(uint64_t) * (size_t)w.words);
+    w.border = malloc((size_t)w.seg_cap);
     w.segs = malloc(sizeof(Seg) * 256 * 2 * 2 * (size_t)w.seg_cap);
-    if (!w.bits || !w.row_level || !w.segs) {
+    if (!w.bits || !w.cur || !w.border || !w.segs) {
         w.failed = 1;
     } else {
         Py_BEGIN_ALLOW_THREADS;
@@ -436,7 +446,8 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
         Py_END_ALLOW_THREADS;
     }
     free(w.bits);
-    free(w.row_level);
+    free(w.cur);
+    free(w.border);
     free(w.segs);
     free(w.fg.comps);
     free(w.holes.comps);
