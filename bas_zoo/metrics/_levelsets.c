@@ -238,14 +238,21 @@ static void score_components(const Workspace *w, const CompList *list, int hole,
 /* reference normalization + uint8: (m - min) / (max - min) * 255 truncated, float32; NaN or flat -> 0.
  * Also notes which uint8 values occur. Loops kept simple enough to vectorize. */
 static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out, uint8_t seen[256]) {
-    float lo = map[0], hi = map[0];
-    int nan = 0;
+    /* min / max / NaN on integer keys (IEEE order for non-NaN floats), which compilers vectorize */
+    int32_t key_lo = INT32_MAX, key_hi = INT32_MIN, magnitude = 0;
     for (Py_ssize_t i = 0; i < pixels; i++) {
-        float v = map[i];
-        nan |= v != v;
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
+        int32_t b;
+        memcpy(&b, &map[i], sizeof b);
+        int32_t key = b ^ ((b >> 31) & INT32_MAX), m = b & INT32_MAX;
+        key_lo = key < key_lo ? key : key_lo;
+        key_hi = key > key_hi ? key : key_hi;
+        magnitude = m > magnitude ? m : magnitude;
     }
+    int nan = magnitude > 0x7f800000;
+    int32_t lo_bits = key_lo ^ ((key_lo >> 31) & INT32_MAX), hi_bits = key_hi ^ ((key_hi >> 31) & INT32_MAX);
+    float lo, hi;
+    memcpy(&lo, &lo_bits, sizeof lo);
+    memcpy(&hi, &hi_bits, sizeof hi);
     float range = hi - lo;
     memset(seen, 0, 256);
     if (nan || !(range > 0.0f)) {
