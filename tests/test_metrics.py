@@ -547,3 +547,17 @@ def test_evaluate_modules_load_offline(tmp_path, monkeypatch):
     seg = SegMetrics(3)
     seg.update(scores, None, gt)
     assert got == seg.compute()
+
+
+def test_unbuilt_extension_error_names_the_fix(monkeypatch):
+    import importlib
+    import sys
+
+    import bas_zoo.metrics._boxes as boxes
+
+    monkeypatch.setitem(sys.modules, "bas_zoo.metrics._levelsets", None)  # as if never compiled
+    with pytest.raises(ImportError, match=r"pip install -e \.") as err:
+        importlib.reload(boxes)
+    assert "C compiler" in str(err.value)
+    monkeypatch.undo()
+    importlib.reload(boxes)

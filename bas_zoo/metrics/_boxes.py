@@ -25,7 +25,14 @@ import cv2
 import numpy as np
 import torch
 
-from ._levelsets import contour_box_ious as _contour_box_ious
+try:
+    from ._levelsets import contour_box_ious as _contour_box_ious
+except ImportError as err:  # a source tree that was never built
+    raise ImportError(
+        "bas_zoo's compiled MaxBoxAcc module (bas_zoo/metrics/_levelsets.c) is not built. Install the "
+        "package with `pip install -e .` (or `pip install .`) from the repository root; it needs a C "
+        "compiler such as gcc or clang."
+    ) from err
 
 __all__ = [
     "ContourScores",
