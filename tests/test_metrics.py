@@ -238,11 +238,11 @@ def test_image_without_gt_never_hits():
 # ---- MaxBoxAcc: agreement with the straightforward reference -----------------------------------
 
 
-def noise_maps(n, rng):
+def noise_maps(n, rng, widths=(2, 40)):
     """Blurred noise quantized to a few levels: many components, holes, islands in holes, diagonals."""
     out = []
     for i in range(n):
-        h, w = (int(v) for v in rng.integers(2, 40, size=2))
+        h, w = int(rng.integers(2, 40)), int(rng.integers(*widths))
         m = ndimage.gaussian_filter(rng.random((h, w)), rng.uniform(0.0, 1.5))
         out.append((np.round(m * 40) if i % 2 else m).astype(np.float32))
     return out
@@ -252,7 +252,9 @@ def test_contour_box_ious_match_reference_contours():
     """Best IoU and number of contours equal cv2.findContours(RETR_TREE) at every threshold."""
     rng = np.random.default_rng(0)
     thresholds = cam_thresholds(0.01)
-    maps = blob_maps(12, rng) + noise_maps(60, rng)
+    # rows of 1 to 4 64-bit words (runs across word boundaries), 64 and 128 exactly included
+    maps = blob_maps(12, rng) + noise_maps(60, rng) + noise_maps(8, rng, widths=(60, 200))
+    maps += [np.tile(m, (1, 2))[:, :w] for m, w in zip(noise_maps(2, rng, (64, 65)), (64, 128), strict=True)]
     settled_by_bounds = 0
     for m in maps:
         gt = random_gt(m.shape, rng) if min(m.shape) > 2 else np.array([[0, 0, 1, 1]])
