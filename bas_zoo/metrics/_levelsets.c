@@ -30,6 +30,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(_MSC_VER)
+#include <intrin.h>
+static inline int32_t lowest_bit(uint64_t m) {
+    unsigned long i;
+    _BitScanForward64(&i, m);
+    return (int32_t)i;
+}
+#else
+static inline int32_t lowest_bit(uint64_t m) { return __builtin_ctzll(m); }
+#endif
+
 typedef struct {
     int32_t x0, y0, x1, y1;
 } Box;
@@ -189,8 +200,8 @@ static int32_t row_runs(const uint64_t *bits, int32_t lo, int32_t hi, Seg *runs)
         uint64_t b = bits[i], next = i < hi ? bits[i + 1] & 1 : 0;
         uint64_t starts = b & ~((b << 1) | carry), ends = b & ~((b >> 1) | (next << 63));
         carry = b >> 63;
-        for (; starts; starts &= starts - 1) runs[n_start++].start = (uint16_t)(i * 64 + __builtin_ctzll(starts));
-        for (; ends; ends &= ends - 1) runs[n_end++].end = (uint16_t)(i * 64 + __builtin_ctzll(ends));
+        for (; starts; starts &= starts - 1) runs[n_start++].start = (uint16_t)(i * 64 + lowest_bit(starts));
+        for (; ends; ends &= ends - 1) runs[n_end++].end = (uint16_t)(i * 64 + lowest_bit(ends));
     }
     return n_start;
 }
