@@ -163,18 +163,12 @@ def box_hits(
         return v2_hits, None
     # trace the thresholds where bounds on the contour areas leave V1 open, once per cut level
     v1 = scores.v1.astype(bool)
-    for i, ks in _grouped(np.argwhere(scores.v1 == 2)):
+    open_ = scores.v1 == 2
+    for i in np.flatnonzero(open_.any(axis=1)):
+        ks = np.flatnonzero(open_[i])
         u8 = scores.u8[i]
         cuts = (thresholds[ks] * np.float64(u8.max())).astype(np.int64)
         for cut in np.unique(cuts):
             box = np.array([largest_contour_box(u8, int(cut))])
             v1[i, ks[cuts == cut]] = inclusive_iou(box, gt_boxes[i]).max() >= 0.5
     return v2_hits, v1.sum(axis=0)
-
-
-def _grouped(pairs: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(row, column) pairs in row order -> [(row, its columns)]."""
-    if len(pairs) == 0:
-        return []
-    rows, starts = np.unique(pairs[:, 0], return_index=True)
-    return list(zip(rows.tolist(), np.split(pairs[:, 1], starts[1:]), strict=True))
