@@ -19,7 +19,7 @@
  * against the same level's runs of the row above. A run takes the component of the runs it touches
  * (merging them if several, union-find over components, not runs) or starts one; the background
  * between two runs of a row is matched the same way, 4-connected, to find holes. Components keep
- * their box as they grow. A level whose cut no pixel value sits just above repeats the level above.
+ * their box as they grow.
  * The IoU arithmetic is wsolevaluation's (float64, inclusive pixel areas), so every value is
  * bit-identical to the reference.
  */
@@ -37,8 +37,24 @@ static inline int32_t lowest_bit(uint64_t m) {
     _BitScanForward64(&i, m);
     return (int32_t)i;
 }
+static inline int32_t highest_bit(uint64_t m) {
+    unsigned long i;
+    _BitScanReverse64(&i, m);
+    return (int32_t)i;
+}
 #else
 static inline int32_t lowest_bit(uint64_t m) { return __builtin_ctzll(m); }
+static inline int32_t highest_bit(uint64_t m) { return 63 - __builtin_clzll(m); }
+#endif
+
+/* the normalization loops also get an AVX2 build where the loader can pick it at run time (ifunc) */
+#if defined(__has_attribute) && defined(__x86_64__) && defined(__GLIBC__)
+#if __has_attribute(target_clones)
+#define WITH_AVX2_CLONE __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef WITH_AVX2_CLONE
+#define WITH_AVX2_CLONE
 #endif
 
 typedef struct {
@@ -194,6 +210,16 @@ static double best_iou(const Box *b, const double *gt, Py_ssize_t n_gt) {
 
 /* foreground runs of a bit-packed row whose words outside [lo, hi] are zero; returns their number */
 static int32_t row_runs(const uint64_t *bits, int32_t lo, int32_t hi, Seg *runs) {
+    /* most rows are one run: its first word ends in ones, its last starts with ones, all ones between */
+    uint64_t first = bits[lo], last = bits[hi];
+    int one_run = lo == hi ? ((first + (first & -first)) & first) == 0
+                           : first + (first & -first) == 0 && (last & (last + 1)) == 0;
+    for (int32_t i = lo + 1; i < hi && one_run; i++) one_run = bits[i] == ~0ULL;
+    if (one_run) {
+        runs[0].start = (uint16_t)(lo * 64 + lowest_bit(first));
+        runs[0].end = (uint16_t)(hi * 64 + highest_bit(last));
+        return 1;
+    }
     int32_t n_start = 0, n_end = 0;
     uint64_t carry = 0; /* last bit of the previous word */
     for (int32_t i = lo; i <= hi; i++) {
@@ -247,8 +273,8 @@ static void score_components(const Workspace *w, const CompList *list, int hole,
 }
 
 /* reference normalization + uint8: (m - min) / (max - min) * 255 truncated, float32; NaN or flat -> 0.
- * Also notes which uint8 values occur. Loops kept simple enough to vectorize. */
-static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out, uint8_t seen[256]) {
+ * Returns the largest value. Loops kept simple enough to vectorize. */
+WITH_AVX2_CLONE static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out) {
     /* min / max / NaN on integer keys (IEEE order for non-NaN floats), which compilers vectorize */
     int32_t key_lo = INT32_MAX, key_hi = INT32_MIN, magnitude = 0;
     for (Py_ssize_t i = 0; i < pixels; i++) {
@@ -265,10 +291,8 @@ static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out,
     memcpy(&lo, &lo_bits, sizeof lo);
     memcpy(&hi, &hi_bits, sizeof hi);
     float range = hi - lo;
-    memset(seen, 0, 256);
     if (nan || !(range > 0.0f)) {
         memset(out, 0, (size_t)pixels);
-        seen[0] = 1;
         return 0;
     }
     uint8_t top = 255; /* the maximum maps to (hi - lo) / (hi - lo) * 255 = 255 exactly */
@@ -282,7 +306,6 @@ static uint8_t scoremap_uint8(const float *map, Py_ssize_t pixels, uint8_t *out,
             top = out[i] > top ? out[i] : top;
         }
     }
-    for (Py_ssize_t i = 0; i < pixels; i++) seen[out[i]] = 1;
     return top;
 }
 
@@ -292,7 +315,7 @@ static void gaps_to_border(Workspace *w, const Seg *gaps, int32_t n_gaps, int32_
         if (gaps[i].start < lead || gaps[i].end > trail) w->holes.comps[find_root(w->holes.comps, gaps[i].comp)].border = 1;
 }
 
-static void scan_row(Workspace *w, int32_t y, int32_t top_level, const uint8_t *active, LevelRow *prev) {
+static void scan_row(Workspace *w, int32_t y, int32_t top_level, LevelRow *prev) {
     int32_t words = w->words, width = w->width, last_row = w->height - 1;
     size_t most = (size_t)top_level * (size_t)w->seg_cap;
     if (!reserve(w, &w->fg, most) || !reserve(w, &w->holes, most)) return;
@@ -300,31 +323,34 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, const uint8_t *
     uint8_t *border = w->border;
     int32_t lo_word = words, hi_word = -1; /* cur's nonzero words */
     memset(cur, 0, sizeof(uint64_t) * (size_t)words);
+    size_t cap = (size_t)w->seg_cap, here_at = (size_t)(y & 1) * 2 * cap, above_at = (size_t)((y - 1) & 1) * 2 * cap;
     for (int32_t q = top_level; q >= 1; q--) {
         /* the row's pixels of this level join; their bins are cleared for the next row */
         uint64_t *add = w->bits + (size_t)q * (size_t)words;
-        for (int32_t i = 0; i < words; i++) {
-            if (!add[i]) continue;
-            cur[i] |= add[i];
+        for (int32_t i = 0; i < words; i++) { /* no branch on the bins: which are empty is unpredictable */
+            uint64_t bin = add[i];
+            int32_t some = bin != 0;
+            cur[i] |= bin;
             add[i] = 0;
-            lo_word = i < lo_word ? i : lo_word;
-            hi_word = i > hi_word ? i : hi_word;
+            lo_word = some && i < lo_word ? i : lo_word;
+            hi_word = some && i > hi_word ? i : hi_word;
         }
         int32_t k = q - 1;
-        if (!active[k]) continue;
         LevelRow *p = &prev[k];
         int32_t above = p->row == y - 1, n_above = above ? p->n_fg : 0, n_gaps_above = above ? p->n_gap : 0;
-        const Seg *fg_above = segs_at(w, k, y - 1, 0), *gaps_above = segs_at(w, k, y - 1, 1);
-        Seg *fg = segs_at(w, k, y, 0), *gaps = segs_at(w, k, y, 1);
+        Seg *level_segs = w->segs + (size_t)k * 4 * cap; /* see segs_at */
+        const Seg *fg_above = level_segs + above_at, *gaps_above = fg_above + cap;
+        Seg *fg = level_segs + here_at, *gaps = fg + cap;
         int32_t n = row_runs(cur, lo_word, hi_word, fg);
         if (n == 1 && n_above == 1 && fg_above[0].start <= fg[0].end + 1 && fg[0].start <= fg_above[0].end + 1) {
             /* the common case, one run below one run: it joins that component */
             int32_t comp = find_root(w->fg.comps, fg_above[0].comp);
             grow(&w->fg.comps[comp], fg[0].start, fg[0].end, y, shared_windows(fg_above, fg[0].start, fg[0].end), 0);
             fg[0].comp = comp;
-        } else {
-            match_rows(&w->fg, fg_above, n_above, fg, n, y, k, 1, NULL);
+            *p = (LevelRow){y, 1, 0};
+            continue;
         }
+        match_rows(&w->fg, fg_above, n_above, fg, n, y, k, 1, NULL);
         /* background between two runs of this row; it reaches the border through the row above if
          * that row's background left of its first run or right of its last run touches it */
         int32_t lead = n_above ? fg_above[0].start : width, trail = n_above ? fg_above[n_above - 1].end : -1;
@@ -340,7 +366,7 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, const uint8_t *
     }
 }
 
-static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_t seen[256], const double *thresholds,
+static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const double *thresholds,
                       Py_ssize_t n_thr, const double *gt, Py_ssize_t n_gt, double *out_best, int64_t *out_count,
                       int8_t *out_v1) {
     int32_t width = w->width, height = w->height, words = w->words;
@@ -360,52 +386,42 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const uint8_
         while (k < n_levels && cuts[k] < v) k++;
         lut[v] = (uint8_t)k;
     }
-    /* a level whose cut no pixel value sits just above has the foreground of the level above */
-    uint8_t present[257] = {0}, active[256];
-    for (int32_t v = 0; v < 256; v++) present[lut[v]] |= seen[v];
-    for (int32_t k = 0; k < n_levels; k++) active[k] = present[k + 1];
+    int32_t top_level = lut[top]; /* levels from here on have no foreground */
     LevelRow prev[256];
     for (int32_t k = 0; k < n_levels; k++) prev[k].row = -2;
     w->fg.n = w->holes.n = 0;
-    for (int32_t y = 0; y < height && !w->failed; y++) {
+    for (int32_t y = 0, hi_above = 0; y < height && !w->failed; y++) {
         /* bin the row's pixels by level: one stream per 64-pixel word, interleaved (neighbours of
          * one level share a word, and back-to-back updates of one word would wait on each other) */
         const uint8_t *row = u8 + (Py_ssize_t)y * width;
         uint64_t *bits = w->bits;
-        int32_t hi = 0, whole = width / 64;
+        int32_t whole = width / 64;
         for (int32_t j = 0; j < 64 && whole; j++)
             for (int32_t i = 0; i < whole; i++) {
                 int32_t q = lut[row[i * 64 + j]];
                 bits[q * words + i] |= 1ULL << j;
-                hi = q > hi ? q : hi;
             }
-        for (int32_t x = whole * 64; x < width; x++) {
-            int32_t q = lut[row[x]];
-            bits[q * words + whole] |= 1ULL << (x & 63);
-            hi = q > hi ? q : hi;
-        }
+        for (int32_t x = whole * 64; x < width; x++) bits[lut[row[x]] * words + whole] |= 1ULL << (x & 63);
+        uint8_t row_max = 0; /* a separate loop, as it vectorizes */
+        for (int32_t x = 0; x < width; x++) row_max = row[x] > row_max ? row[x] : row_max;
+        int32_t hi = lut[row_max];
         memset(bits, 0, sizeof(uint64_t) * (size_t)words); /* level 0 is never foreground */
-        /* levels this row has no foreground at: the row above's gaps there touch border background */
-        for (int32_t k = hi; k < n_levels; k++)
-            if (prev[k].row == y - 1) gaps_to_border(w, segs_at(w, k, y - 1, 1), prev[k].n_gap, width, -1);
-        scan_row(w, y, hi, active, prev);
+        /* levels the row above has foreground at and this row none: the gaps there touch the border */
+        for (int32_t k = hi; k < hi_above; k++) gaps_to_border(w, segs_at(w, k, y - 1, 1), prev[k].n_gap, width, -1);
+        scan_row(w, y, hi, prev);
+        hi_above = hi;
     }
     if (w->failed) return;
     Level levels[256];
     memset(levels, 0, sizeof(Level) * (size_t)n_levels);
     score_components(w, &w->fg, 0, gt, n_gt, levels);
     score_components(w, &w->holes, 1, gt, n_gt, levels);
-    for (int32_t k = n_levels - 1; k >= 0; k--) {
-        if (active[k]) continue;
-        if (k < n_levels - 1) { /* same foreground as the level above */
-            levels[k] = levels[k + 1];
-        } else { /* no foreground: wsolevaluation's single box [0, 0, 0, 0] */
-            Box zero = {0, 0, 0, 0};
-            levels[k].best = best_iou(&zero, gt, n_gt);
-            levels[k].count = 1;
-            levels[k].hit = levels[k].best >= 0.5;
-            levels[k].miss = !levels[k].hit;
-        }
+    for (int32_t k = top_level; k < n_levels; k++) { /* no foreground: wsolevaluation's box [0, 0, 0, 0] */
+        Box zero = {0, 0, 0, 0};
+        levels[k].best = best_iou(&zero, gt, n_gt);
+        levels[k].count = 1;
+        levels[k].hit = levels[k].best >= 0.5;
+        levels[k].miss = !levels[k].hit;
     }
     for (Py_ssize_t i = 0; i < n_thr; i++) {
         Level *level = &levels[level_of[(int32_t)(int64_t)(thresholds[i] * (double)top)]];
@@ -455,9 +471,8 @@ static PyObject *contour_box_ious(PyObject *Py_UNUSED(self), PyObject *args) {
         Py_BEGIN_ALLOW_THREADS;
         for (Py_ssize_t m = 0; m < n_maps && !w.failed; m++) {
             uint8_t *u8 = (uint8_t *)out_u8.buf + m * pixels;
-            uint8_t seen[256];
-            uint8_t top = scoremap_uint8((const float *)maps.buf + m * pixels, pixels, u8, seen);
-            score_map(&w, u8, top, seen, thr, n_thr, (const double *)gt.buf + 4 * offsets[m],
+            uint8_t top = scoremap_uint8((const float *)maps.buf + m * pixels, pixels, u8);
+            score_map(&w, u8, top, thr, n_thr, (const double *)gt.buf + 4 * offsets[m],
                       offsets[m + 1] - offsets[m], (double *)out_best.buf + m * n_thr,
                       (int64_t *)out_count.buf + m * n_thr, (int8_t *)out_v1.buf + m * n_thr);
         }
