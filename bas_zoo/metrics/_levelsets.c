@@ -190,6 +190,20 @@ static void match_rows(CompList *list, const Seg *above, int32_t n_above, Seg *h
     }
 }
 
+/*
+ * Whether each run of this row touches (8-adjacent) the run of the same index above and no other:
+ * then each gap between runs overlaps (4-adjacent) at most the gap of the same index above, and
+ * neither reaches the border sideways (the outer runs overlap).
+ */
+static inline int aligned(const Seg *here, const Seg *above, int32_t n, int32_t n_above) {
+    if (n != n_above) return 0;
+    for (int32_t j = 0; j < n; j++) {
+        if (here[j].start > above[j].end + 1 || above[j].start > here[j].end + 1) return 0;
+        if (j + 1 < n && (here[j].end + 1 >= above[j + 1].start || above[j].end + 1 >= here[j + 1].start)) return 0;
+    }
+    return 1;
+}
+
 /* max over the GT boxes of wsolevaluation's inclusive IoU (float64, same operation order) */
 static double best_iou(const Box *b, const double *gt, Py_ssize_t n_gt) {
     double best = 0.0;
@@ -342,12 +356,26 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, LevelRow *prev)
         const Seg *fg_above = level_segs + above_at, *gaps_above = fg_above + cap;
         Seg *fg = level_segs + here_at, *gaps = fg + cap;
         int32_t n = row_runs(cur, lo_word, hi_word, fg);
-        if (n == 1 && n_above == 1 && fg_above[0].start <= fg[0].end + 1 && fg[0].start <= fg_above[0].end + 1) {
-            /* the common case, one run below one run: it joins that component */
-            int32_t comp = find_root(w->fg.comps, fg_above[0].comp);
-            grow(&w->fg.comps[comp], fg[0].start, fg[0].end, y, shared_windows(fg_above, fg[0].start, fg[0].end), 0);
-            fg[0].comp = comp;
-            *p = (LevelRow){y, 1, 0};
+        *p = (LevelRow){y, n, n - 1};
+        if (aligned(fg, fg_above, n, n_above)) {
+            /* the common case: each run and gap joins the one under which it lies, and touches no border
+             * the row above's background does not (a gap only on the last row) */
+            for (int32_t j = 0; j < n; j++) {
+                int32_t comp = find_root(w->fg.comps, fg_above[j].comp);
+                grow(&w->fg.comps[comp], fg[j].start, fg[j].end, y, shared_windows(&fg_above[j], fg[j].start, fg[j].end),
+                     0);
+                fg[j].comp = comp;
+            }
+            for (int32_t j = 0; j + 1 < n; j++) {
+                int32_t s = fg[j].end + 1, e = fg[j + 1].start - 1, comp;
+                if (s <= gaps_above[j].end && gaps_above[j].start <= e) {
+                    comp = find_root(w->holes.comps, gaps_above[j].comp);
+                    grow(&w->holes.comps[comp], s, e, y, 0, y == last_row);
+                } else {
+                    comp = new_comp(&w->holes, s, e, y, k, y == last_row);
+                }
+                gaps[j] = (Seg){(uint16_t)s, (uint16_t)e, comp};
+            }
             continue;
         }
         match_rows(&w->fg, fg_above, n_above, fg, n, y, k, 1, NULL);
@@ -362,7 +390,6 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, LevelRow *prev)
         }
         if (n_gaps_above) gaps_to_border(w, gaps_above, n_gaps_above, fg[0].start, fg[n - 1].end);
         if (n > 1) match_rows(&w->holes, gaps_above, n_gaps_above, gaps, n - 1, y, k, 0, border);
-        *p = (LevelRow){y, n, n - 1};
     }
 }
 
