@@ -393,24 +393,65 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, LevelRow *prev)
     }
 }
 
+/*
+ * seen[v]: whether value v occurs, or may (v <= top). Finding the values takes a pass over the map,
+ * which pays off for maps of few values (nearest-neighbour upsampled, quantized), whose empty levels
+ * the scan then skips, and not for smooth maps: when a sample of rows already finds most levels
+ * occupied, every value up to the top is taken as seen. An empty level taken as occupied costs a
+ * little time, never correctness.
+ */
+static void values_seen(const uint8_t *u8, int32_t width, int32_t height, const int32_t *cuts, int32_t n_cuts,
+                        uint8_t top, uint8_t seen[256]) {
+    memset(seen, 0, 256);
+    for (int32_t y = 0, step = height / 16 > 1 ? height / 16 : 1; y < height; y += step)
+        for (int32_t x = 0; x < width; x++) seen[u8[(Py_ssize_t)y * width + x]] = 1;
+    int32_t below_top = 0, occupied = 0; /* cuts under the top, and those with a sampled value above */
+    for (int32_t k = 0; k < n_cuts && cuts[k] < top; k++) {
+        int32_t next = k + 1 < n_cuts ? cuts[k + 1] : 255, hit = 0;
+        for (int32_t v = cuts[k] + 1; v <= next && !hit; v++) hit = seen[v];
+        below_top++;
+        occupied += hit;
+    }
+    if (4 * occupied >= 3 * below_top) {
+        memset(seen, 1, (size_t)top + 1);
+    } else {
+        for (Py_ssize_t i = 0; i < (Py_ssize_t)width * height; i++) seen[u8[i]] = 1;
+    }
+}
+
 static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const double *thresholds,
                       Py_ssize_t n_thr, const double *gt, Py_ssize_t n_gt, double *out_best, int64_t *out_count,
                       int8_t *out_v1) {
     int32_t width = w->width, height = w->height, words = w->words;
-    /* cut per threshold, int(t * max) as cv2.threshold receives it; non-decreasing in t */
-    int32_t cuts[256], n_levels = 0, level_of[256];
+    /* the distinct cuts, int(t * max) as cv2.threshold receives them; non-decreasing in t */
+    int32_t cuts[256], n_cuts = 0, level_of[256]; /* level_of: by cut value */
     for (int v = 0; v < 256; v++) level_of[v] = -1;
     for (Py_ssize_t i = 0; i < n_thr; i++) {
         int32_t c = (int32_t)(int64_t)(thresholds[i] * (double)top);
         if (level_of[c] < 0) {
-            level_of[c] = n_levels;
-            cuts[n_levels++] = c;
+            level_of[c] = 0;
+            cuts[n_cuts++] = c;
         }
     }
-    /* level of a pixel value: number of cuts below it (foreground at level k iff k < lut[v]) */
+    /* a level per cut, except that a cut no value sits just above has the foreground of the next cut
+     * and shares its level (the last cut is always kept: the top value is above it, or no value is) */
+    uint8_t seen[256], keep[256];
+    values_seen(u8, width, height, cuts, n_cuts, top, seen);
+    int32_t kept[256], n_levels = 0;
+    for (int32_t k = 0; k < n_cuts; k++) {
+        int32_t next = k + 1 < n_cuts ? cuts[k + 1] : 255;
+        keep[k] = cuts[k] >= top;
+        for (int32_t v = cuts[k] + 1; v <= next && !keep[k]; v++) keep[k] = seen[v];
+        if (keep[k]) kept[n_levels++] = cuts[k];
+    }
+    for (int32_t k = n_cuts - 1, level = n_levels; k >= 0; k--) {
+        level -= keep[k];
+        level_of[cuts[k]] = level;
+    }
+    /* level of a pixel value: number of kept cuts below it (foreground at level k iff k < lut[v]) */
     uint8_t lut[256];
     for (int32_t v = 0, k = 0; v < 256; v++) {
-        while (k < n_levels && cuts[k] < v) k++;
+        while (k < n_levels && kept[k] < v) k++;
         lut[v] = (uint8_t)k;
     }
     int32_t top_level = lut[top]; /* levels from here on have no foreground */
