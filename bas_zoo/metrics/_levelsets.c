@@ -329,7 +329,11 @@ static void gaps_to_border(Workspace *w, const Seg *gaps, int32_t n_gaps, int32_
         if (gaps[i].start < lead || gaps[i].end > trail) w->holes.comps[find_root(w->holes.comps, gaps[i].comp)].border = 1;
 }
 
-static void scan_row(Workspace *w, int32_t y, int32_t top_level, LevelRow *prev) {
+/*
+ * One row at every level below top_level (its highest): its runs, matched with the row above's.
+ * Below full_below, both rows are all foreground, which needs no bits: one run under one run.
+ */
+static void scan_row(Workspace *w, int32_t y, int32_t top_level, int32_t full_below, LevelRow *prev) {
     int32_t words = w->words, width = w->width, last_row = w->height - 1;
     size_t most = (size_t)top_level * (size_t)w->seg_cap;
     if (!reserve(w, &w->fg, most) || !reserve(w, &w->holes, most)) return;
@@ -338,7 +342,7 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, LevelRow *prev)
     int32_t lo_word = words, hi_word = -1; /* cur's nonzero words */
     memset(cur, 0, sizeof(uint64_t) * (size_t)words);
     size_t cap = (size_t)w->seg_cap, here_at = (size_t)(y & 1) * 2 * cap, above_at = (size_t)((y - 1) & 1) * 2 * cap;
-    for (int32_t q = top_level; q >= 1; q--) {
+    for (int32_t q = top_level; q > full_below; q--) {
         /* the row's pixels of this level join; their bins are cleared for the next row */
         uint64_t *add = w->bits + (size_t)q * (size_t)words;
         for (int32_t i = 0; i < words; i++) { /* no branch on the bins: which are empty is unpredictable */
@@ -390,6 +394,14 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, LevelRow *prev)
         }
         if (n_gaps_above) gaps_to_border(w, gaps_above, n_gaps_above, fg[0].start, fg[n - 1].end);
         if (n > 1) match_rows(&w->holes, gaps_above, n_gaps_above, gaps, n - 1, y, k, 0, border);
+    }
+    memset(w->bits + words, 0, sizeof(uint64_t) * (size_t)words * (size_t)full_below); /* unread bins */
+    for (int32_t k = full_below - 1; k >= 0; k--) {
+        Seg *level_segs = w->segs + (size_t)k * 4 * cap, *fg = level_segs + here_at;
+        int32_t comp = find_root(w->fg.comps, level_segs[above_at].comp);
+        grow(&w->fg.comps[comp], 0, width - 1, y, width - 1, 0);
+        *fg = (Seg){0, (uint16_t)(width - 1), comp};
+        prev[k] = (LevelRow){y, 1, 0};
     }
 }
 
@@ -458,7 +470,7 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const double
     LevelRow prev[256];
     for (int32_t k = 0; k < n_levels; k++) prev[k].row = -2;
     w->fg.n = w->holes.n = 0;
-    for (int32_t y = 0, hi_above = 0; y < height && !w->failed; y++) {
+    for (int32_t y = 0, hi_above = 0, lo_above = 0; y < height && !w->failed; y++) {
         /* bin the row's pixels by level: one stream per 64-pixel word, interleaved (neighbours of
          * one level share a word, and back-to-back updates of one word would wait on each other) */
         const uint8_t *row = u8 + (Py_ssize_t)y * width;
@@ -470,14 +482,18 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const double
                 bits[q * words + i] |= 1ULL << j;
             }
         for (int32_t x = whole * 64; x < width; x++) bits[lut[row[x]] * words + whole] |= 1ULL << (x & 63);
-        uint8_t row_max = 0; /* a separate loop, as it vectorizes */
-        for (int32_t x = 0; x < width; x++) row_max = row[x] > row_max ? row[x] : row_max;
-        int32_t hi = lut[row_max];
+        uint8_t row_max = 0, row_min = 255; /* a separate loop, as it vectorizes */
+        for (int32_t x = 0; x < width; x++) {
+            row_max = row[x] > row_max ? row[x] : row_max;
+            row_min = row[x] < row_min ? row[x] : row_min;
+        }
+        int32_t hi = lut[row_max], lo = lut[row_min];
         memset(bits, 0, sizeof(uint64_t) * (size_t)words); /* level 0 is never foreground */
         /* levels the row above has foreground at and this row none: the gaps there touch the border */
         for (int32_t k = hi; k < hi_above; k++) gaps_to_border(w, segs_at(w, k, y - 1, 1), prev[k].n_gap, width, -1);
-        scan_row(w, y, hi, prev);
+        scan_row(w, y, hi, lo < lo_above ? lo : lo_above, prev);
         hi_above = hi;
+        lo_above = lo;
     }
     if (w->failed) return;
     Level levels[256];
