@@ -18,6 +18,7 @@ streaming run alternately on chunks of 100 maps, so both see the same (possibly 
 
     python benchmarks/metrics.py                 # 1,000 maps of 224 x 224
     python benchmarks/metrics.py --n 50 --size 64
+    python benchmarks/metrics.py --blocky 7      # maps of 49 values: most thresholds share a level
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ def make_data(
         main = cv2.resize(keep[0][2].astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
         masks[i] = main > 0.5 * keep[0][0]
     return maps, gts, masks
+
+
+def blocky_maps(n: int, size: int, cells: int, seed: int) -> np.ndarray:
+    """(n, size, size) float32 maps of cells x cells random values, nearest-neighbour upsampled."""
+    rng = np.random.default_rng(seed)
+    low = rng.random((n, cells, cells)).astype(np.float32)
+    return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in low])
 
 
 # ---- straightforward references (published definitions) ---------------------------------------
@@ -201,10 +209,20 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32, help="batch size of the streaming metrics")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise", type=float, default=0.15, help="background noise amplitude of the maps")
+    p.add_argument(
+        "--blocky",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N x N random values upsampled by nearest neighbour (few distinct values, so most "
+        "CAM thresholds share a level)",
+    )
     args = p.parse_args()
     cv2.setNumThreads(1)  # both sides single-threaded
 
     maps, gts, masks = make_data(args.n, args.size, args.seed, args.noise)
+    if args.blocky:
+        maps = blocky_maps(args.n, args.size, args.blocky, args.seed)
     iou_thresholds = (30, 50, 70)
     thresholds = cam_thresholds(args.interval)
     chunk = max(args.batch_size, 100)
@@ -264,6 +282,7 @@ def main() -> None:
         "n_maps": args.n,
         "size": args.size,
         "noise": args.noise,
+        "blocky": args.blocky,
         "maxboxacc_v2": {"interval": args.interval, "thresholds": len(thresholds), **box},
         "pxap": {"interval": args.pxap_interval, "thresholds": len(edges) - 3, **pix},
         "batch_size": args.batch_size,

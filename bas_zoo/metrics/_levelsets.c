@@ -19,7 +19,10 @@
  * against the same level's runs of the row above. A run takes the component of the runs it touches
  * (merging them if several, union-find over components, not runs) or starts one; the background
  * between two runs of a row is matched the same way, 4-connected, to find holes. Components keep
- * their box as they grow.
+ * their box as they grow. Two cases take most rows and levels and get short paths: runs that each lie
+ * under the run of the same index above ("aligned"), and levels at which a row and the row above are
+ * all foreground (no bits needed). A cut that no pixel value sits just above shares the next cut's
+ * level.
  * The IoU arithmetic is wsolevaluation's (float64, inclusive pixel areas), so every value is
  * bit-identical to the reference.
  */
