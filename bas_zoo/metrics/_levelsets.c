@@ -84,9 +84,9 @@ typedef struct {
     size_t n, cap;
 } CompList;
 
-/* per level, the runs of the last row that had foreground there (two rows, by parity) */
+/* per level, the last row that had foreground there and its number of runs (its gaps: one fewer) */
 typedef struct {
-    int32_t row, n_fg, n_gap;
+    int32_t row, n_fg;
 } LevelRow;
 
 typedef struct {
@@ -95,13 +95,14 @@ typedef struct {
     uint64_t *bits;               /* pixels of the current row per level, (levels + 1) x words */
     uint64_t *cur;                /* the current row's foreground at the current level */
     uint8_t *border;              /* per gap of the current row: reaches the border */
-    Seg *segs;                    /* [level][parity][fg, gap][seg_cap] */
+    Seg *segs;                    /* [level][row parity][runs, gaps][seg_cap] */
     CompList fg, holes;
     int failed; /* out of memory */
 } Workspace;
 
-static Seg *segs_at(Workspace *w, int32_t level, int32_t row, int gap) {
-    return w->segs + ((size_t)(level * 2 + (row & 1)) * 2 + (size_t)gap) * (size_t)w->seg_cap;
+/* the runs of a row at one level; its gaps follow them at + seg_cap */
+static inline Seg *runs_at(const Workspace *w, int32_t level, int32_t row) {
+    return w->segs + ((size_t)level * 4 + (size_t)(row & 1) * 2) * (size_t)w->seg_cap;
 }
 
 /* room for extra more components, so the row loops need no checks */
@@ -344,7 +345,7 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, int32_t full_be
     uint8_t *border = w->border;
     int32_t lo_word = words, hi_word = -1; /* cur's nonzero words */
     memset(cur, 0, sizeof(uint64_t) * (size_t)words);
-    size_t cap = (size_t)w->seg_cap, here_at = (size_t)(y & 1) * 2 * cap, above_at = (size_t)((y - 1) & 1) * 2 * cap;
+    int32_t cap = w->seg_cap;
     for (int32_t q = top_level; q > full_below; q--) {
         /* the row's pixels of this level join; their bins are cleared for the next row */
         uint64_t *add = w->bits + (size_t)q * (size_t)words;
@@ -358,12 +359,11 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, int32_t full_be
         }
         int32_t k = q - 1;
         LevelRow *p = &prev[k];
-        int32_t above = p->row == y - 1, n_above = above ? p->n_fg : 0, n_gaps_above = above ? p->n_gap : 0;
-        Seg *level_segs = w->segs + (size_t)k * 4 * cap; /* see segs_at */
-        const Seg *fg_above = level_segs + above_at, *gaps_above = fg_above + cap;
-        Seg *fg = level_segs + here_at, *gaps = fg + cap;
+        int32_t n_above = p->row == y - 1 ? p->n_fg : 0, n_gaps_above = n_above ? n_above - 1 : 0;
+        const Seg *fg_above = runs_at(w, k, y - 1), *gaps_above = fg_above + cap;
+        Seg *fg = runs_at(w, k, y), *gaps = fg + cap;
         int32_t n = row_runs(cur, lo_word, hi_word, fg);
-        *p = (LevelRow){y, n, n - 1};
+        *p = (LevelRow){y, n};
         if (aligned(fg, fg_above, n, n_above)) {
             /* the common case: each run and gap joins the one under which it lies, and touches no border
              * the row above's background does not (a gap only on the last row) */
@@ -400,11 +400,10 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, int32_t full_be
     }
     memset(w->bits + words, 0, sizeof(uint64_t) * (size_t)words * (size_t)full_below); /* unread bins */
     for (int32_t k = full_below - 1; k >= 0; k--) {
-        Seg *level_segs = w->segs + (size_t)k * 4 * cap, *fg = level_segs + here_at;
-        int32_t comp = find_root(w->fg.comps, level_segs[above_at].comp);
+        int32_t comp = find_root(w->fg.comps, runs_at(w, k, y - 1)->comp);
         grow(&w->fg.comps[comp], 0, width - 1, y, width - 1, 0);
-        *fg = (Seg){0, (uint16_t)(width - 1), comp};
-        prev[k] = (LevelRow){y, 1, 0};
+        *runs_at(w, k, y) = (Seg){0, (uint16_t)(width - 1), comp};
+        prev[k] = (LevelRow){y, 1};
     }
 }
 
@@ -415,6 +414,14 @@ static void scan_row(Workspace *w, int32_t y, int32_t top_level, int32_t full_be
  * occupied, every value up to the top is taken as seen. An empty level taken as occupied costs a
  * little time, never correctness.
  */
+/* whether a seen value lies above cut k and at or below the next cut (255 after the last) */
+static int value_above_cut(const uint8_t seen[256], const int32_t *cuts, int32_t n_cuts, int32_t k) {
+    int32_t next = k + 1 < n_cuts ? cuts[k + 1] : 255;
+    for (int32_t v = cuts[k] + 1; v <= next; v++)
+        if (seen[v]) return 1;
+    return 0;
+}
+
 static void values_seen(const uint8_t *u8, int32_t width, int32_t height, const int32_t *cuts, int32_t n_cuts,
                         uint8_t top, uint8_t seen[256]) {
     memset(seen, 0, 256);
@@ -422,10 +429,8 @@ static void values_seen(const uint8_t *u8, int32_t width, int32_t height, const 
         for (int32_t x = 0; x < width; x++) seen[u8[(Py_ssize_t)y * width + x]] = 1;
     int32_t below_top = 0, occupied = 0; /* cuts under the top, and those with a sampled value above */
     for (int32_t k = 0; k < n_cuts && cuts[k] < top; k++) {
-        int32_t next = k + 1 < n_cuts ? cuts[k + 1] : 255, hit = 0;
-        for (int32_t v = cuts[k] + 1; v <= next && !hit; v++) hit = seen[v];
         below_top++;
-        occupied += hit;
+        occupied += value_above_cut(seen, cuts, n_cuts, k);
     }
     if (4 * occupied >= 3 * below_top) {
         memset(seen, 1, (size_t)top + 1);
@@ -454,9 +459,7 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const double
     values_seen(u8, width, height, cuts, n_cuts, top, seen);
     int32_t kept[256], n_levels = 0;
     for (int32_t k = 0; k < n_cuts; k++) {
-        int32_t next = k + 1 < n_cuts ? cuts[k + 1] : 255;
-        keep[k] = cuts[k] >= top;
-        for (int32_t v = cuts[k] + 1; v <= next && !keep[k]; v++) keep[k] = seen[v];
+        keep[k] = (uint8_t)(cuts[k] >= top || value_above_cut(seen, cuts, n_cuts, k));
         if (keep[k]) kept[n_levels++] = cuts[k];
     }
     for (int32_t k = n_cuts - 1, level = n_levels; k >= 0; k--) {
@@ -493,7 +496,8 @@ static void score_map(Workspace *w, const uint8_t *u8, uint8_t top, const double
         int32_t hi = lut[row_max], lo = lut[row_min];
         memset(bits, 0, sizeof(uint64_t) * (size_t)words); /* level 0 is never foreground */
         /* levels the row above has foreground at and this row none: the gaps there touch the border */
-        for (int32_t k = hi; k < hi_above; k++) gaps_to_border(w, segs_at(w, k, y - 1, 1), prev[k].n_gap, width, -1);
+        for (int32_t k = hi; k < hi_above; k++)
+            gaps_to_border(w, runs_at(w, k, y - 1) + w->seg_cap, prev[k].n_fg - 1, width, -1);
         scan_row(w, y, hi, lo < lo_above ? lo : lo_above, prev);
         hi_above = hi;
         lo_above = lo;
